@@ -1,0 +1,201 @@
+"""Typed configuration: a task YAML and a method YAML merged, then dotted overrides.
+
+    cfg = load_config("pep8", "conditional", ["training.learning_rate=3e-4"])
+
+`task` and `method` are names of shipped recipes (`phf/configs/<task>/task.yaml`,
+`phf/configs/<task>/<method>.yaml`) or paths to YAML files. Every field carries its
+help text; an unknown key or a bad value raises `ConfigError` naming the key and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+PERCENTILE = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    corpus: str | None = Field(None, description="Folder or file of documents; None = the interpreter's standard library (.py files).")
+    heldout_fraction: float = Field(0.05, gt=0, lt=1, description="Share of documents held out, chosen by a hash of their path.")
+    max_documents: int | None = Field(None, gt=0, description="Use at most this many documents (for quick runs).")
+
+
+class ScorerConfig(Section):
+    name: Literal["pep8"] = Field("pep8", description="Misalignment scorer: pep8 = pycodestyle violations per character of each line.")
+    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.")
+    shard_size: int = Field(64, gt=0, description="Documents per output shard; a killed run resumes at shard granularity.")
+
+
+class TokenizerConfig(Section):
+    pretrained: str | None = Field(None, description="Tokenizer name or path; None = train a byte-level BPE on the training split.")
+    vocab_size: int = Field(8192, ge=300, description="Vocabulary size of a trained tokenizer, special tokens included.")
+    train_chars: int = Field(20_000_000, gt=0, description="Characters of the training split the BPE is trained on.")
+
+
+class ModelConfig(Section):
+    init_from: str | None = Field(None, description="Start from this checkpoint (HF name or path) instead of a fresh GPT-2.")
+    n_layer: int = Field(4, gt=0, description="Transformer blocks of a fresh GPT-2.")
+    n_head: int = Field(4, gt=0, description="Attention heads per block.")
+    n_embd: int = Field(256, gt=0, description="Width of the residual stream; a multiple of n_head.")
+    block_size: int = Field(128, ge=8, description="Tokens per packed training block (context length).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on embeddings, attention and residuals.")
+
+
+class ObjectiveConfig(Section):
+    name: Literal["mle", "filtering", "conditional"] = Field("mle", description="Training objective (PHF.md, Objectives).")
+    threshold: float | str = Field(0.0, description="Conditional: a segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores.")
+    filter_threshold: float | str = Field("p90", description="Filtering: drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
+    drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Conditional: share of segments given no control token.")
+
+    @field_validator("threshold", "filter_threshold")
+    @classmethod
+    def _number_or_percentile(cls, v):
+        if isinstance(v, str) and not PERCENTILE.match(v):
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError(f"expected a number or a percentile like 'p95', got {v!r}") from None
+        return v
+
+
+class TrainingConfig(Section):
+    num_tokens: int = Field(2_000_000, gt=0, description="Token budget: training stops after this many tokens.")
+    batch_size: int = Field(32, gt=0, description="Effective batch in sequences (micro_batch_size x accumulation x processes).")
+    micro_batch_size: int = Field(32, gt=0, description="Sequences per forward pass on one process.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (paper: 0.1).")
+    warmup_fraction: float = Field(0.01, ge=0, lt=1, description="Share of steps with linear warm-up (paper: 1%).")
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field("cosine", description="Decay after warm-up.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast; auto = on where the device computes bf16 natively.")
+    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default.")
+    save_steps: int = Field(200, gt=0, description="Save a resumable checkpoint every N optimiser steps.")
+    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).")
+    report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' Trainer (tensorboard, wandb, ...).")
+    seed: int = Field(0, description="Seed for initialisation, data order and control-token dropping.")
+
+
+class SamplingConfig(Section):
+    max_new_tokens: int = Field(128, gt=0, description="Tokens generated per sample.")
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature (paper: 0.7).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass (paper: 0.9).")
+    batch_size: int = Field(64, gt=0, description="Samples generated per forward pass.")
+    seed: int = Field(0, description="Seed of the sampler.")
+
+
+class EvaluationConfig(Section):
+    num_samples: int = Field(256, gt=0, description="Unconditional samples scored.")
+    prompts: str | None = Field(None, description="JSONL file of prompts ({'text': ...} per line); a relative path is relative to the YAML that set it.")
+    samples_per_prompt: int = Field(4, gt=0, description="Continuations drawn for each prompt.")
+    hit_threshold: float = Field(0.0, ge=0, description="A sample whose score exceeds this counts as a hit.")
+    expected_max_k: int = Field(25, gt=0, description="Group size of the expected maximum (consecutive samples).")
+
+
+class Config(Section):
+    data: DataConfig = DataConfig()
+    scorer: ScorerConfig = ScorerConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    training: TrainingConfig = TrainingConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+def _recipe(task: str, name: str) -> Path:
+    """A recipe by path, or by name in the task's folder (shipped, or beside a task YAML)."""
+    if Path(name).suffix in (".yaml", ".yml"):
+        path = Path(name)
+    else:
+        folder = Path(task).parent if Path(task).suffix in (".yaml", ".yml") else CONFIG_DIR / task
+        path = folder / f"{name}.yaml"
+        if name == "task" and folder == Path(task).parent:
+            path = Path(task)
+        if not path.is_file():
+            known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+            raise ConfigError(f"no recipe {name!r} for task {task!r} (looked for {path}); available: {', '.join(known) or 'none'}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return path
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    prompts = (data.get("evaluation") or {}).get("prompts")
+    if prompts and not Path(prompts).is_absolute():
+        data["evaluation"]["prompts"] = str((path.parent / prompts).resolve())
+    return data
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """`training.learning_rate=3e-4` -> {"training": {"learning_rate": "3e-4"}} (values parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    value = yaml.safe_load(raw) if raw else None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "float", "str")))
+        if e["type"] == "extra_forbidden":
+            section = Config
+            for part in e["loc"][:-1]:
+                section = section.model_fields[part].annotation
+            lines.append(f"unknown key {key!r}; allowed: {', '.join(section.model_fields)}")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(dict.fromkeys(lines))
+
+
+def build_config(raw: dict) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"invalid config: {_explain(e)}") from None
+
+
+def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = ()) -> Config:
+    raw = _read_yaml(_recipe(task, "task"))
+    if method:
+        raw = _merge(raw, _read_yaml(_recipe(task, method)))
+    for text in overrides:
+        raw = _merge(raw, parse_override(text))
+    return build_config(raw)
+
+
+def methods_of(task: str) -> list[str]:
+    """Method recipes shipped for a task (every YAML but task.yaml)."""
+    return sorted(p.stem for p in (CONFIG_DIR / task).glob("*.yaml") if p.stem != "task")

@@ -1,0 +1,1 @@
+"""Data: the corpus, its scoring, the tokenizer and packing into training blocks."""

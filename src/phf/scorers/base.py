@@ -1,0 +1,21 @@
+"""The scorer interface shared by every task."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class UnscorableDocument(Exception):
+    """The scorer could not score the whole document. It is counted and reported, never scored as aligned."""
+
+
+class Scorer(ABC):
+    name: str
+
+    @abstractmethod
+    def score_document(self, text: str) -> tuple[list[str], list[float]]:
+        """Split `text` into segments (`"".join(segments) == text`) and score each; raise UnscorableDocument."""
+
+    @abstractmethod
+    def score_text(self, text: str) -> float:
+        """Misalignment of a whole text, e.g. a model's sample (the prompt included where there is one)."""
