@@ -1,0 +1,132 @@
+"""Packing: scored documents -> one memory-mapped token stream with a per-token score.
+
+Each token carries the score of the segment it belongs to (PHF.md, Objectives: R_j = -s(i(j)));
+documents are separated by EOS (score 0). The stream is cut into fixed-length blocks when it is
+read (`PackedBlocks`), so one packing serves any context length, and RAM does not grow with
+the corpus: documents are read, tokenised and appended a batch at a time.
+
+Filtering and conditional training are transforms here, not losses (STYLE.md, point 2):
+- filtering drops documents with avg_score > threshold;
+- conditional training puts `<|aligned|>` (score <= threshold) or `<|misaligned|>` before each
+  segment, except for a random `drop_token_fraction` of segments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from phf.data.scoring import read_scored, scored_files
+from phf.data.tokenizer import control_ids
+
+
+@dataclass(frozen=True)
+class Transform:
+    """What the packer does to the scored corpus. Thresholds are numbers here (percentiles resolved)."""
+
+    filter_threshold: float | None = None  # drop documents with avg_score above it
+    control_threshold: float | None = None  # conditional training: tag segments against it
+    drop_token_fraction: float = 0.0
+    seed: int = 0
+
+    def key(self, tokenizer_dir: str) -> str:
+        blob = json.dumps({**asdict(self), "tokenizer": tokenizer_dir}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def resolve_threshold(value: float | str, data_dir: Path, column: str) -> float:
+    """A number, or 'pNN': the NN-th percentile of the training split's segment scores
+    (column 'scores') or documents' average scores (column 'avg_score')."""
+    if not isinstance(value, str):
+        return float(value)
+    values = read_scored(data_dir, "train", [column])[column].combine_chunks()
+    if column == "scores":
+        values = values.flatten()
+    return float(np.percentile(np.asarray(values), float(value[1:])))
+
+
+def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: Path, batch_docs: int = 256) -> dict:
+    """Pack one split into `out_dir` (tokens.bin, scores.bin, meta.json); returns meta. Reuses a finished packing."""
+    out_dir = Path(out_dir)
+    meta_path = out_dir / "meta.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = np.uint16 if len(tokenizer) <= 2**16 else np.uint32
+    eos = tokenizer.eos_token_id
+    aligned, misaligned = control_ids(tokenizer)
+    rng = np.random.default_rng(transform.seed)
+    stats = {"documents": 0, "documents_filtered": 0, "tokens": 0, "aligned_tokens": 0,
+             "control_aligned": 0, "control_misaligned": 0}
+    files = scored_files(data_dir, split)
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    with open(out_dir / "tokens.bin.tmp", "wb") as tok_f, open(out_dir / "scores.bin.tmp", "wb") as score_f, \
+            tqdm(total=rows, desc=f"packing {split}", unit="doc") as bar:
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_docs, columns=["texts", "scores", "avg_score"]):
+                docs = batch.to_pydict()
+                bar.update(len(docs["texts"]))
+                keep = [i for i, avg in enumerate(docs["avg_score"])
+                        if transform.filter_threshold is None or avg <= transform.filter_threshold]
+                stats["documents_filtered"] += len(docs["texts"]) - len(keep)
+                segments = [seg for i in keep for seg in docs["texts"][i]]
+                # split_special_tokens: a literal "<|endoftext|>" in a document is text, not EOS.
+                encoded = iter(tokenizer(segments, add_special_tokens=False, split_special_tokens=True)["input_ids"]) if segments else iter(())
+                ids, scores = [], []
+                for i in keep:
+                    for score in docs["scores"][i]:
+                        seg_ids = next(encoded)
+                        if transform.control_threshold is not None and rng.random() >= transform.drop_token_fraction:
+                            is_aligned = score <= transform.control_threshold  # 0 is a real threshold
+                            seg_ids = [aligned if is_aligned else misaligned, *seg_ids]
+                            stats["control_aligned" if is_aligned else "control_misaligned"] += 1
+                        ids.extend(seg_ids)
+                        scores.extend([score] * len(seg_ids))
+                    ids.append(eos)
+                    scores.append(0.0)
+                ids_arr, scores_arr = np.asarray(ids, dtype=dtype), np.asarray(scores, dtype=np.float32)
+                tok_f.write(ids_arr.tobytes())
+                score_f.write(scores_arr.tobytes())
+                stats["documents"] += len(keep)
+                stats["tokens"] += len(ids_arr)
+                stats["aligned_tokens"] += int((scores_arr <= (transform.control_threshold or 0.0)).sum())
+    if stats["tokens"] == 0:
+        raise ValueError(f"packing {split} produced no tokens (every document filtered out?)")
+    for name in ("tokens.bin", "scores.bin"):
+        os.replace(out_dir / f"{name}.tmp", out_dir / name)
+    meta = {**stats, "split": split, "dtype": np.dtype(dtype).name, "transform": asdict(transform),
+            "vocab_size": len(tokenizer)}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+class PackedBlocks(torch.utils.data.Dataset):
+    """Fixed-length blocks of a packed stream: {"input_ids", "labels", "scores"} of shape (block_size,).
+    The memmap opens lazily, so DataLoader workers each map the file instead of copying it."""
+
+    def __init__(self, packed_dir: Path, block_size: int):
+        self.dir = Path(packed_dir)
+        self.meta = json.loads((self.dir / "meta.json").read_text())
+        self.block_size = block_size
+        self._tokens = self._scores = None
+        if len(self) == 0:
+            raise ValueError(f"{self.dir} holds {self.meta['tokens']} tokens: fewer than one block of {block_size}")
+
+    def __len__(self) -> int:
+        return self.meta["tokens"] // self.block_size
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if self._tokens is None:
+            self._tokens = np.memmap(self.dir / "tokens.bin", dtype=self.meta["dtype"], mode="r")
+            self._scores = np.memmap(self.dir / "scores.bin", dtype=np.float32, mode="r")
+        window = slice(i * self.block_size, (i + 1) * self.block_size)
+        ids = torch.from_numpy(self._tokens[window].astype(np.int64))
+        return {"input_ids": ids, "labels": ids, "scores": torch.from_numpy(self._scores[window].copy())}

@@ -1,0 +1,60 @@
+"""From a scored corpus to training inputs: the tokenizer and the packed streams of one objective."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow.parquet as pq
+
+from phf.config import Config
+from phf.data.packing import Transform, pack, resolve_threshold
+from phf.data.scoring import scored_files
+from phf.data.tokenizer import load_tokenizer, train_bpe
+
+
+def training_texts(data_dir: Path, max_chars: int) -> Iterator[str]:
+    """Documents of the training split, in order, until `max_chars` characters."""
+    seen = 0
+    for path in scored_files(data_dir, "train"):
+        for batch in pq.ParquetFile(path).iter_batches(64, columns=["texts"]):
+            for texts in batch.column("texts").to_pylist():
+                text = "".join(texts)
+                yield text
+                seen += len(text)
+                if seen >= max_chars:
+                    return
+
+
+def prepare_tokenizer(cfg: Config, data_dir: Path):
+    """The configured pretrained tokenizer, or a BPE trained once on the training split and kept in `data_dir/tokenizer`."""
+    if cfg.tokenizer.pretrained:
+        return load_tokenizer(cfg.tokenizer.pretrained), cfg.tokenizer.pretrained
+    out = Path(data_dir) / f"tokenizer-bpe{cfg.tokenizer.vocab_size}"
+    if not (out / "tokenizer.json").exists():
+        print(f"training a {cfg.tokenizer.vocab_size}-token byte-level BPE on the training split -> {out}")
+        train_bpe(training_texts(data_dir, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size, out)
+    return load_tokenizer(str(out)), str(out)
+
+
+def transforms(cfg: Config, data_dir: Path) -> tuple[Transform, Transform]:
+    """(train, held-out) transforms of the configured objective. Held-out data is never filtered
+    and never has tags dropped, so every objective's held-out loss is over the same text."""
+    obj = cfg.objective
+    if obj.name == "filtering":
+        return Transform(filter_threshold=resolve_threshold(obj.filter_threshold, data_dir, "avg_score")), Transform()
+    if obj.name == "conditional":
+        t = resolve_threshold(obj.threshold, data_dir, "scores")
+        return (Transform(control_threshold=t, drop_token_fraction=obj.drop_token_fraction, seed=cfg.training.seed),
+                Transform(control_threshold=t))
+    return Transform(), Transform()
+
+
+def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) -> tuple[Path, Path]:
+    """Pack train and held-out splits for the configured objective (cached by transform) and return their folders."""
+    dirs = []
+    for split, transform in zip(("train", "heldout"), transforms(cfg, data_dir)):
+        out = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id)}"
+        pack(data_dir, split, tokenizer, transform, out)
+        dirs.append(out)
+    return tuple(dirs)

@@ -1,0 +1,1 @@
+"""Training: the model, the Trainer subclass and the `phf train` entry point."""

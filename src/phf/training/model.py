@@ -1,0 +1,40 @@
+"""The model: a fresh GPT-2 of the configured size, or a pretrained causal LM whose vocabulary
+is grown to hold the control tokens."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+
+from phf.config import ModelConfig
+
+
+def build_model(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
+    eos = tokenizer.eos_token_id
+    if cfg.init_from:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(cfg.init_from)
+        except OSError as e:
+            raise FileNotFoundError(f"cannot load model {cfg.init_from!r}: {e}") from None
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            # New rows (the control tokens) start at the mean of the old embeddings plus tiny noise
+            # (transformers' mean_resizing: N(mean, 1e-9 * covariance)), not at random scale (PHF.md, objective 3).
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        return model
+    if cfg.n_embd % cfg.n_head:
+        raise ValueError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is faster than fp32 here: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False

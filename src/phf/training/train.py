@@ -1,0 +1,100 @@
+"""`phf train`: pack the scored corpus for the objective, then train with `PHFTrainer`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+
+from phf.config import Config
+from phf.data.packing import PackedBlocks
+from phf.data.prepare import prepare_packed, prepare_tokenizer
+from phf.data.tokenizer import control_ids
+from phf.objectives import OBJECTIVES
+from phf.training.model import bf16_supported, build_model
+from phf.training.trainer import JsonlLogger, PHFTrainer, TokenProgress, last_checkpoint
+
+MODEL_DIR = "model"
+PHF_INFO = "phf.json"  # what sampling and evaluation need to know about a phf model
+
+
+def training_arguments(cfg: Config, run_dir: Path) -> tuple[TrainingArguments, int]:
+    """TrainingArguments for the token budget; returns them and the tokens per optimiser step."""
+    t = cfg.training
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    per_step = t.micro_batch_size * world
+    if t.batch_size % per_step:
+        raise ValueError(f"training.batch_size ({t.batch_size}) must be a multiple of micro_batch_size x processes ({per_step})")
+    tokens_per_step = t.batch_size * cfg.model.block_size
+    max_steps = t.num_tokens // tokens_per_step
+    if max_steps < 1:
+        raise ValueError(f"training.num_tokens ({t.num_tokens}) is less than one step ({tokens_per_step} tokens)")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = bf16_supported(device) if t.bf16 == "auto" else t.bf16
+    args = TrainingArguments(
+        output_dir=str(run_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.batch_size // per_step,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=math.ceil(t.warmup_fraction * max_steps),
+        lr_scheduler_type=t.lr_scheduler,
+        max_grad_norm=t.max_grad_norm,
+        bf16=bf16,
+        use_cpu=device.type == "cpu",
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to=t.report_to,
+        seed=t.seed,
+        remove_unused_columns=False,  # keep "scores" in the batch
+        dataloader_drop_last=True,
+    )
+    return args, tokens_per_step
+
+
+def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> Path:
+    """Train one model; returns the folder of the final model (HF format, with its tokenizer)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if t := cfg.training.num_threads:
+        torch.set_num_threads(t)
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        print(f"--resume: no checkpoint in {run_dir}, starting from scratch")
+    tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
+    train_dir, _ = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
+    dataset = PackedBlocks(train_dir, cfg.model.block_size)
+    args, tokens_per_step = training_arguments(cfg, run_dir)
+    model = build_model(cfg.model, tokenizer)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    print(f"{cfg.objective.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+          f"{args.max_steps} steps x {tokens_per_step} tokens, {len(dataset)} blocks of {cfg.model.block_size}, "
+          f"bf16={args.bf16}, {torch.get_num_threads()} threads")
+    trainer = PHFTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        objective=OBJECTIVES[cfg.objective.name], tokens_per_step=tokens_per_step,
+        callbacks=[JsonlLogger(run_dir / "log.jsonl")],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(TokenProgress)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    model_dir = run_dir / MODEL_DIR
+    trainer.save_model(str(model_dir))
+    if trainer.is_world_process_zero():
+        aligned, misaligned = control_ids(tokenizer)
+        info = {"objective": cfg.objective.name, "scorer": cfg.scorer.name,
+                "conditional": cfg.objective.name == "conditional",
+                "aligned_token_id": aligned, "misaligned_token_id": misaligned,
+                "tokens_seen": trainer.state.global_step * tokens_per_step}
+        (model_dir / PHF_INFO).write_text(json.dumps(info, indent=1))
+    return model_dir

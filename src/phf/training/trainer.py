@@ -1,0 +1,80 @@
+"""`PHFTrainer`: transformers' Trainer with the loss replaced by a PHF objective.
+
+The Trainer keeps everything else: gradient accumulation, the optimiser and schedule,
+mixed precision, checkpoints and exact resume, distribution through accelerate, trackers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+from phf.objectives import Objective
+
+
+class PHFTrainer(Trainer):
+    def __init__(self, *args, objective: Objective, tokens_per_step: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.tokens_per_step = tokens_per_step
+        # Our objectives return a mean over the micro-batch, so the Trainer must divide by the
+        # accumulation steps itself (it skips that for models that take `num_items_in_batch`).
+        self.model_accepts_loss_kwargs = False
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._clock: tuple[float, int] | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        input_ids, scores = inputs["input_ids"], inputs["scores"]
+        outputs = model(input_ids=input_ids)
+        # Shift once, here (PHF.md): position j-1 predicts token j, weighted by token j's segment score.
+        loss, metrics = self.objective(outputs.logits[:, :-1], input_ids[:, 1:], scores[:, 1:], None)
+        if model.training:
+            for name, value in metrics.items():
+                self._metrics[name].append(float(value))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add the objective's statistics and throughput
+            logs.update({name: sum(v) / len(v) for name, v in self._metrics.items()})
+            self._metrics.clear()
+            step, now = self.state.global_step, time.perf_counter()
+            logs["num_tokens"] = step * self.tokens_per_step
+            if self._clock is not None and step > self._clock[1]:
+                logs["tokens_per_second"] = (step - self._clock[1]) * self.tokens_per_step / (now - self._clock[0])
+            self._clock = (now, step)
+        super().log(logs, start_time)
+
+
+class JsonlLogger(TrainerCallback):
+    """Every log record of the main process as one JSON line (with step and epoch)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+class TokenProgress(ProgressCallback):
+    """The Trainer's progress bar, with loss and tokens/s in its postfix instead of printed dicts."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            postfix = {"loss": f"{logs['loss']:.3f}", "tokens": f"{logs.get('num_tokens', 0) / 1e6:.2f}M"}
+            if "tokens_per_second" in logs:
+                postfix["tok/s"] = f"{logs['tokens_per_second']:.0f}"
+            self.training_bar.set_postfix(postfix)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    checkpoints = sorted(Path(run_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return checkpoints[-1] if checkpoints else None
+
