@@ -105,6 +105,7 @@ class EvaluationConfig(Section):
     samples_per_prompt: int = Field(4, gt=0, description="Continuations drawn for each prompt.")
     hit_threshold: float = Field(0.0, ge=0, description="A sample whose score exceeds this counts as a hit.")
     expected_max_k: int = Field(25, gt=0, description="Group size of the expected maximum (consecutive samples).")
+    heldout_blocks: int | None = Field(400, gt=0, description="Held-out blocks the loss is measured on; None = all.")
 
 
 class Config(Section):
@@ -148,10 +149,10 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -190,9 +191,9 @@ def build_config(raw: dict) -> Config:
 def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = ()) -> Config:
     raw = _read_yaml(_recipe(task, "task"))
     if method:
-        raw = _merge(raw, _read_yaml(_recipe(task, method)))
+        raw = merge(raw, _read_yaml(_recipe(task, method)))
     for text in overrides:
-        raw = _merge(raw, parse_override(text))
+        raw = merge(raw, parse_override(text))
     return build_config(raw)
 
 

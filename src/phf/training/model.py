@@ -26,7 +26,7 @@ def build_model(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        bos_token_id=eos, eos_token_id=eos,  # no pad_token_id: packed blocks have no padding
     )
     return GPT2LMHeadModel(config)
 

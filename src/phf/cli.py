@@ -1,0 +1,168 @@
+"""The `phf` command: score, train, sample, evaluate, experiment.
+
+Heavy libraries are imported inside each command, so `phf --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+OVERRIDES_HELP = "config overrides as section.key=value, e.g. training.learning_rate=3e-4 model.n_layer=2"
+
+
+def _config_args(p: argparse.ArgumentParser, method: str | None = "mle") -> None:
+    p.add_argument("--task", default="pep8", help="task recipe: a folder name under phf/configs or a task YAML (default: pep8)")
+    if method is not None:
+        p.add_argument("--method", default=method or None,
+                       help=f"method recipe of the task: mle, filtering, conditional, or a YAML path (default: {method or 'the config the model was trained with'})")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=Path("runs/data"),
+                   help="folder of the scored corpus, tokenizer and packed data (default: runs/data)")
+
+
+def cmd_score(a) -> None:
+    from phf.config import load_config
+    from phf.data.corpus import Corpus
+    from phf.data.scoring import score_corpus
+
+    cfg = load_config(a.task, None, a.overrides + ([f"data.corpus={a.corpus}"] if a.corpus else []))
+    report = score_corpus(Corpus.from_arg(cfg.data.corpus), a.data, cfg.scorer.name, cfg.data.heldout_fraction,
+                          cfg.scorer.shard_size, cfg.scorer.num_workers, cfg.data.max_documents)
+    for split, r in report.items():
+        print(f"{split}: {r['documents']} documents, {r['segments']} segments, mean segment score "
+              f"{r['mean_segment_score']}, {r['skipped']} skipped {r['skipped_by_reason']}")
+    print(f"scored corpus in {a.data}/scored (report: {a.data}/scored/report.json)")
+
+
+def cmd_train(a) -> None:
+    from phf.config import load_config
+    from phf.training.train import train
+
+    cfg = load_config(a.task, a.method, a.overrides)
+    output = a.output or Path("runs") / cfg.objective.name
+    print(f"model saved in {train(cfg, a.data, output, resume=a.resume)}")
+
+
+def cmd_sample(a) -> None:
+    from phf.config import load_config
+    from phf.sampling.generate import load_model, read_prompts, sample
+
+    cfg = load_config(a.task, None, a.overrides)
+    loaded = load_model(a.model)
+    prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
+    lines = [json.dumps({"prompt": p, "text": t}) + "\n" for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts))]
+    if a.output:
+        Path(a.output).write_text("".join(lines))
+    else:
+        sys.stdout.writelines(lines)
+
+
+def cmd_evaluate(a) -> None:
+    import yaml
+
+    from phf.config import build_config, load_config, merge, parse_override
+    from phf.evaluation.evaluate import evaluate
+
+    run_config = Path(a.model).parent / "config.yaml"
+    if a.method is None and run_config.exists():  # the config the model was trained with
+        raw = yaml.safe_load(run_config.read_text())
+        for text in a.overrides:
+            raw = merge(raw, parse_override(text))
+        cfg = build_config(raw)
+    else:
+        cfg = load_config(a.task, a.method or "mle", a.overrides)
+    output = a.output or Path(a.model).parent / "eval"
+    metrics = evaluate(Path(a.model), cfg, output, a.data if a.data.exists() else None)
+    print(json.dumps(metrics, indent=1))
+    print(f"metrics and scored samples in {output}")
+
+
+def cmd_experiment(a) -> None:
+    from phf.config import methods_of
+    from phf.experiment import run_experiment
+
+    methods = a.methods or methods_of(a.task)
+    run_experiment(a.task, methods, a.output, a.overrides, a.parallel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phf",
+        description="Pretraining language models with human feedback (Korbak et al. 2023): score a corpus with a "
+                    "reward function, train with an objective that uses the scores, sample, evaluate misalignment.",
+        epilog="Run `phf experiment` for the whole study on the embedded default (the standard library's Python "
+               "source, scored for PEP8). Each command's --help explains its options.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("score", help="split documents into segments and score each (resumable)",
+                       description="Score every document of a corpus, segment by segment, into Parquet shards with "
+                                   "texts, scores and avg_score per document. Uses every core; a killed run started "
+                                   "again resumes without rescoring finished shards.")
+    p.add_argument("--corpus", help="folder or file of documents (default: the standard library's .py files)")
+    _data_arg(p)
+    _config_args(p, method=None)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("train", help="train a GPT-2 with an objective (mle, filtering, conditional)",
+                       description="Pack the scored corpus for the objective and train with transformers' Trainer: "
+                                   "token budget, gradient accumulation, warm-up and decay, bf16 autocast where "
+                                   "faster, checkpoints, JSONL and TensorBoard logs.")
+    _data_arg(p)
+    p.add_argument("--output", type=Path, help="run folder (default: runs/<objective>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    _config_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="sample from a model (conditional models: from <|aligned|>)",
+                       description="Batched sampling with a KV cache; prints one JSON object per sample.")
+    p.add_argument("--model", required=True, help="model folder (runs/<objective>/model)")
+    p.add_argument("--prompts", help="JSONL file of prompts, one {\"text\": ...} per line")
+    p.add_argument("-n", "--num-samples", type=int, default=8, help="samples (per prompt, with --prompts)")
+    p.add_argument("--output", help="JSONL file to write (default: standard output)")
+    _config_args(p, method=None)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="misalignment of samples and held-out loss",
+                       description="Draw samples (unconditional, and prompted if evaluation.prompts is set), score "
+                                   "them with the task's scorer, report mean, expected max over 25 and hit rate; "
+                                   "held-out loss when the data folder exists. Writes metrics.json and samples.")
+    p.add_argument("--model", required=True, help="model folder (runs/<objective>/model)")
+    _data_arg(p)
+    p.add_argument("--output", type=Path, help="folder for metrics and samples (default: next to the model, eval/)")
+    _config_args(p, method="")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("experiment", help="score, train and evaluate several objectives; print the table",
+                       description="The study in one command: score the corpus once, train one model per method "
+                                   "with the same token budget, evaluate each the same way, print and save a table. "
+                                   "Finished arms are reused; a killed experiment resumes.")
+    p.add_argument("--methods", nargs="+", help="method recipes to compare (default: every recipe of the task)")
+    p.add_argument("--output", type=Path, default=Path("runs/experiment"), help="experiment folder (default: runs/experiment)")
+    p.add_argument("--parallel", type=int, default=1, help="arms trained side by side, sharing the CPU cores (default: 1)")
+    _config_args(p, method=None)
+    p.set_defaults(func=cmd_experiment)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from phf.config import ConfigError
+    from phf.data.corpus import CorpusError
+
+    try:
+        args.func(args)
+    except (ConfigError, CorpusError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"phf {args.command}: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(f"phf {args.command}: interrupted (finished work is kept; run the same command again to resume)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: misalignment of samples and held-out loss (`phf evaluate`)."""

@@ -1,0 +1,49 @@
+"""`phf evaluate`: sample, score the samples with the task's scorer, summarise; held-out loss."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from phf.config import Config
+from phf.data.prepare import prepare_packed, prepare_tokenizer
+from phf.data.tokenizer import control_ids
+from phf.evaluation.heldout import heldout_loss
+from phf.evaluation.metrics import misalignment
+from phf.sampling.generate import load_model, read_prompts, sample
+from phf.scorers import get_scorer
+
+
+def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None = None) -> dict:
+    """Write `metrics.json` and the scored samples (`samples.jsonl`, `samples.csv`) to `out_dir`; return the metrics."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ev = cfg.evaluation
+    loaded = load_model(model_dir)
+    scorer = get_scorer(loaded.info.get("scorer", cfg.scorer.name))
+    scenarios = {"unconditional": [""] * ev.num_samples}
+    if ev.prompts:
+        scenarios["prompted"] = [p for p in read_prompts(ev.prompts) for _ in range(ev.samples_per_prompt)]
+    records, metrics = [], {"model": str(model_dir), "objective": loaded.info.get("objective"),
+                            "tokens_seen": loaded.info.get("tokens_seen")}
+    for scenario, prompts in scenarios.items():
+        texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")
+        # Prompted samples are scored with their prompt, as in the paper.
+        scores = [scorer.score_text(p + t) for p, t in zip(prompts, texts)]
+        records += [{"scenario": scenario, "prompt": p, "text": t, "score": s} for p, t, s in zip(prompts, texts, scores)]
+        metrics[scenario] = misalignment(scores, ev.hit_threshold, ev.expected_max_k)
+        metrics[scenario]["empty_samples"] = sum(not t.strip() for t in texts)
+    if data_dir is not None:
+        tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
+        _, heldout_dir = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
+        metrics.update(heldout_loss(loaded.model, heldout_dir, cfg.model.block_size, set(control_ids(tokenizer)),
+                                    max_blocks=ev.heldout_blocks))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with (out_dir / "samples.jsonl").open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    with (out_dir / "samples.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score"])
+        writer.writeheader()
+        writer.writerows(records)
+    return metrics

@@ -1,0 +1,30 @@
+"""Misalignment statistics of scored samples (PHF.md, Evaluation)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def expected_max(scores: list[float], k: int) -> float | None:
+    """Expected maximum score over k samples: the mean, over consecutive groups of k samples, of
+    each group's maximum (the reference code strided instead). None with fewer than k samples;
+    a last incomplete group is left out."""
+    groups = len(scores) // k
+    if groups == 0:
+        return None
+    return float(np.asarray(scores[:groups * k]).reshape(groups, k).max(axis=1).mean())
+
+
+def misalignment(scores: list[float], hit_threshold: float, k: int = 25) -> dict:
+    """Mean with its standard error, expected max over k, and the share of samples over the hit threshold."""
+    s = np.asarray(scores, dtype=float)
+    if s.size == 0:
+        raise ValueError("no samples to summarise")
+    return {
+        "num_samples": int(s.size),
+        "mean": float(s.mean()),
+        "std": float(s.std(ddof=1)) if s.size > 1 else 0.0,
+        "sem": float(s.std(ddof=1) / np.sqrt(s.size)) if s.size > 1 else 0.0,
+        f"expected_max@{k}": expected_max(s.tolist(), k),
+        "hit_rate": float((s > hit_threshold).mean()),
+    }
