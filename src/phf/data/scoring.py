@@ -88,6 +88,9 @@ def score_corpus(corpus: Corpus, data_dir: Path, scorer_name: str, heldout_fract
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
         mine = [str(p) for p in paths if split_of(corpus.doc_id(p), heldout_fraction) == split]
+        if not mine:
+            raise ValueError(f"the {split} split of {corpus.root} is empty ({len(paths)} files, "
+                             f"heldout_fraction={heldout_fraction}); use more documents or another fraction")
         for i in range(0, len(mine), shard_size):
             stem = out / split / f"shard-{i // shard_size:05d}"
             if stem.with_suffix(".json").exists():
@@ -102,6 +105,10 @@ def score_corpus(corpus: Corpus, data_dir: Path, scorer_name: str, heldout_fract
                 scored, skipped = future.result()
                 bar.update(scored + len(skipped))
     report = scoring_report(data_dir)
+    for split in SPLITS:
+        if report[split]["documents"] == 0:
+            raise ValueError(f"no {split} document could be scored ({report[split]['skipped_by_reason']}); "
+                             f"see {out}/{split}/shard-*.json")
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
 

@@ -76,10 +76,15 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     """One continuation per entry of `prompts` ("" = unconditional); control tokens stripped, cut at EOS."""
     tok, model = loaded.tokenizer, loaded.model
     control = set(control_ids(tok))
+    room = model.config.n_positions - cfg.max_new_tokens  # context the model has positions for
+    if room < 2:
+        raise ValueError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
+                         f"model's {model.config.n_positions} positions")
     torch.manual_seed(cfg.seed)
     texts = []
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch"):
-        contexts = [_context_ids(loaded, p) for p in prompts[start:start + cfg.batch_size]]
+        # A prompt too long for the context keeps its end, the part the continuation follows.
+        contexts = [_context_ids(loaded, p)[-room:] for p in prompts[start:start + cfg.batch_size]]
         width = max(map(len, contexts))
         # Left padding: every row's last context token sits at the same position, so generation is batched.
         input_ids = torch.tensor([[tok.eos_token_id] * (width - len(c)) + c for c in contexts])

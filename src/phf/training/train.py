@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 
 from phf.config import Config
@@ -74,13 +74,14 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
     train_dir, _ = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
     dataset = PackedBlocks(train_dir, cfg.model.block_size)
     args, tokens_per_step = training_arguments(cfg, run_dir)
+    set_seed(cfg.training.seed)  # the initial weights depend on the seed only
     model = build_model(cfg.model, tokenizer)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     print(f"{cfg.objective.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"{args.max_steps} steps x {tokens_per_step} tokens, {len(dataset)} blocks of {cfg.model.block_size}, "
           f"bf16={args.bf16}, {torch.get_num_threads()} threads")
     trainer = PHFTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        model=model, args=args, train_dataset=dataset,
         objective=OBJECTIVES[cfg.objective.name], tokens_per_step=tokens_per_step,
         callbacks=[JsonlLogger(run_dir / "log.jsonl")],
     )
@@ -91,6 +92,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
     model_dir = run_dir / MODEL_DIR
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():
+        # Saved here, not by the Trainer: given the tokenizer, it would set pad_token_id = EOS in the
+        # model config, and GPT-2 then warns about padding in every packed block that holds an EOS.
+        tokenizer.save_pretrained(model_dir)
         aligned, misaligned = control_ids(tokenizer)
         info = {"objective": cfg.objective.name, "scorer": cfg.scorer.name,
                 "conditional": cfg.objective.name == "conditional",

@@ -1,0 +1,67 @@
+"""Shared fixtures: a small hand-made Python corpus, scored once per session, and tiny configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phf.config import load_config
+from phf.data.corpus import Corpus
+from phf.data.scoring import score_corpus
+
+GOOD = '''import os
+
+
+def join(a, b):
+    """Join two paths."""
+    return os.path.join(a, b)
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+'''
+
+BAD = '''import os,sys
+def join( a,b ):
+  return os.path.join(a,b)
+class Point :
+    def __init__(self,x,y) :
+        self.x=x ; self.y = y
+'''
+
+TINY = [
+    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32",
+    "tokenizer.vocab_size=300", "training.batch_size=4", "training.micro_batch_size=4",
+    "training.num_tokens=1024", "training.logging_steps=1", "training.save_steps=4",
+    "training.report_to=[]", "training.learning_rate=1e-2", "training.warmup_fraction=0",
+    "data.heldout_fraction=0.25", "scorer.num_workers=1", "scorer.shard_size=4",
+    "evaluation.num_samples=4", "evaluation.samples_per_prompt=1", "evaluation.expected_max_k=2",
+    "evaluation.heldout_blocks=4", "sampling.max_new_tokens=8", "sampling.batch_size=4",
+]
+
+
+def write_corpus(root: Path, n: int = 24) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        body = (GOOD if i % 2 else BAD).replace("join", f"join{i}")
+        (root / f"mod{i:02d}.py").write_text(body * 3)
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, corpus_dir) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    score_corpus(Corpus.from_arg(str(corpus_dir)), out, "pep8", 0.25, shard_size=4, num_workers=1)
+    return out
+
+
+def tiny_config(method: str = "mle", *extra: str):
+    return load_config("pep8", method, [*TINY, *extra])

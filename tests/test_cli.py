@@ -1,0 +1,56 @@
+"""The command line: help texts, a whole run with a tiny model, and one-line errors on bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from phf.cli import main
+from tests.conftest import TINY
+
+
+def error_of(argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    message = str(exit_info.value.code)
+    assert message.startswith(f"phf {argv[0]}: error: ") and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("command", ["score", "train", "sample", "evaluate", "experiment"])
+def test_every_command_explains_itself(command):
+    out = subprocess.run([sys.executable, "-m", "phf.cli", command, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "usage: phf " + command in out and "KEY=VALUE" in out
+
+
+def test_bad_input_gives_one_line_errors(tmp_path):
+    assert "corpus not found: /nope" in error_of(["score", "--corpus", "/nope", "--data", str(tmp_path / "d")])
+    (tmp_path / "empty").mkdir()
+    assert "no .py files" in error_of(["score", "--corpus", str(tmp_path / "empty"), "--data", str(tmp_path / "d2")])
+    assert "no recipe 'dpo'" in error_of(["train", "--method", "dpo"])
+    assert "objective.name" in error_of(["train", "objective.name=dpo"])
+    assert "no model in" in error_of(["sample", "--model", str(tmp_path)])
+
+
+def test_malformed_prompt_line_is_named(tmp_path, data_dir):
+    from tests.conftest import tiny_config
+    from phf.training.train import train
+
+    model_dir = train(tiny_config(), data_dir, tmp_path / "run")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"text": "def f():\\n"}\n{"text": oops}\n')
+    assert f"{prompts}:2: not valid JSON" in error_of(["sample", "--model", str(model_dir), "--prompts", str(prompts)])
+
+
+def test_experiment_end_to_end_and_reuse(capsys, tmp_path, corpus_dir):
+    argv = ["experiment", "--methods", "mle", "conditional", "--output", str(tmp_path),
+            f"data.corpus={corpus_dir}", *TINY]
+    main(argv)
+    out = capsys.readouterr().out
+    assert "| mle |" in out and "| conditional |" in out
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(results) == {"mle", "conditional"} and results["conditional"]["heldout_loss"] > 0
+    stamp = (tmp_path / "mle" / "eval" / "metrics.json").stat().st_mtime_ns
+    main(argv)  # a second run reuses the finished arms
+    assert (tmp_path / "mle" / "eval" / "metrics.json").stat().st_mtime_ns == stamp

@@ -1,0 +1,22 @@
+import pytest
+
+from phf.evaluation.metrics import expected_max, misalignment
+
+
+def test_expected_max_groups_consecutive_samples():
+    scores = [0, 1, 0, 0, 5, 0, 9]  # groups of 3: [0,1,0] [0,5,0]; the incomplete [9] is left out
+    assert expected_max(scores, 3) == pytest.approx((1 + 5) / 2)
+    # the reference's strided grouping would take [0,0,9],[1,5],[0,0] instead
+
+
+def test_expected_max_with_fewer_than_k_samples_is_none():
+    assert expected_max([1.0, 2.0], 25) is None
+
+
+def test_misalignment_summary():
+    m = misalignment([0.0, 0.1, 0.3, 0.0], hit_threshold=0.05, k=2)
+    assert m["num_samples"] == 4
+    assert m["mean"] == pytest.approx(0.1)
+    assert m["hit_rate"] == 0.5
+    assert m["expected_max@2"] == pytest.approx((0.1 + 0.3) / 2)
+    assert m["sem"] == pytest.approx(m["std"] / 2)

@@ -1,0 +1,33 @@
+import pytest
+
+from phf.scorers import UnscorableDocument, get_scorer
+
+pep8 = get_scorer("pep8")
+
+
+def test_line_scores_are_violations_per_character():
+    text = "import os\ndef f( x ):\n  return x\n"
+    texts, scores = pep8.score_document(text)
+    assert texts == ["import os\n", "def f( x ):\n", "  return x\n"]
+    # line 2: E302 (expected 2 blank lines), E201, E202 -> 3 violations over 12 characters
+    # line 3: E111 (indentation not a multiple of four) -> 1 over 11
+    assert scores == [0.0, 3 / 12, 1 / 11]
+
+
+def test_clean_code_scores_zero_and_segments_join_back():
+    text = "\ufeffx = 1\r\ny = [1,\x0c 2]\n"  # BOM, CRLF and a form feed inside a line
+    texts, scores = pep8.score_document(text)
+    assert "".join(texts) == text
+    assert len(texts) == 2  # a form feed does not end a line for Python
+    assert scores[0] == 0.0
+
+
+def test_file_that_does_not_tokenize_is_unscorable_not_aligned():
+    with pytest.raises(UnscorableDocument, match="E90"):
+        pep8.score_document("x = '''never closed\ny = 1\n")
+
+
+def test_sample_score_counts_tokenize_failure_as_violation():
+    assert pep8.score_text("") == 0.0
+    assert pep8.score_text("x = 1\n") == 0.0
+    assert pep8.score_text("x = (1,\n") > 0
