@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from phf.objectives import OBJECTIVES
@@ -18,3 +19,67 @@ def test_mle_against_hand_computed_values():
 def test_filtering_and_conditional_use_the_mle_loss():
     # they are data transforms (phf.data.packing): the loss itself is MLE
     assert OBJECTIVES["filtering"] is OBJECTIVES["mle"] is OBJECTIVES["conditional"]
+
+
+# Two predictions over a vocabulary of two: p(target) = 1/2 at position 0, 3/4 at position 1.
+LOGITS = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]])
+TARGETS = torch.tensor([[1, 0]])
+SCORES = torch.tensor([[0.0, 0.5]])  # the first target's segment is aligned, the second's is not
+
+
+def test_unlikelihood_against_hand_computed_values():
+    from phf.objectives.unlikelihood import Unlikelihood
+
+    loss, metrics = Unlikelihood(threshold=0.0, alpha=0.5)(LOGITS, TARGETS, SCORES)
+    # aligned: -log(1/2); misaligned: -0.5 * log(1 - 3/4) = 0.5 * log 4 = log 2
+    assert loss.item() == pytest.approx((math.log(2) + math.log(2)) / 2, rel=1e-6)
+    assert metrics["aligned_share"].item() == 0.5
+
+
+def test_unlikelihood_threshold_zero_is_a_real_threshold():
+    from phf.objectives.unlikelihood import Unlikelihood
+
+    # with threshold 0, score 0.5 is misaligned; the reference code treated 0 as "no threshold" (all MLE)
+    ul, _ = Unlikelihood(threshold=0.0)(LOGITS, TARGETS, SCORES)
+    mle, _ = OBJECTIVES["mle"](LOGITS, TARGETS, SCORES, None)
+    assert ul.item() != pytest.approx(mle.item())
+
+
+def test_rwr_against_hand_computed_values():
+    from phf.objectives.weighted import RWR
+
+    loss, _ = RWR(beta=1.0)(LOGITS, TARGETS, SCORES)
+    expected = (math.log(2) * 1.0 + math.log(4 / 3) * math.exp(-0.5)) / 2  # weight exp(R / beta), R = -score
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_awr_against_hand_computed_values():
+    from phf.objectives.weighted import AWR
+
+    values = torch.tensor([[-0.25, -0.25]])
+    loss, metrics = AWR(alpha=0.5, beta=1.0)(LOGITS, TARGETS, SCORES, values)
+    # advantages R - V = [0.25, -0.25]; value loss mean((V - R)^2) = 0.0625
+    policy = (math.log(2) * math.exp(0.25) + math.log(4 / 3) * math.exp(-0.25)) / 2
+    assert loss.item() == pytest.approx(0.5 * policy + 0.5 * 0.0625, rel=1e-6)
+    assert metrics["value_loss"].item() == pytest.approx(0.0625)
+
+
+def test_awr_weights_are_clipped_and_values_get_no_policy_gradient():
+    from phf.objectives.weighted import AWR
+
+    values = torch.tensor([[-1.0, -1.0]], requires_grad=True)
+    _, metrics = AWR(alpha=1.0, beta=0.1, max_weight=1000.0)(LOGITS, TARGETS, torch.zeros(1, 2), values)
+    assert metrics["weight_max"].item() == 1000.0  # exp(10) clipped
+    loss, _ = AWR(alpha=1.0, beta=1.0)(LOGITS, TARGETS, SCORES, values)
+    loss.backward()
+    assert values.grad.abs().sum() == 0  # with alpha = 1 only the (detached) weights see V
+
+
+def test_rwr_is_awr_with_alpha_one_and_no_value_head():
+    from phf.objectives.weighted import AWR, RWR
+
+    torch.manual_seed(0)
+    logits, targets, scores = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5)), torch.rand(2, 5)
+    rwr, _ = RWR(beta=0.3)(logits, targets, scores)
+    awr, _ = AWR(alpha=1.0, beta=0.3)(logits, targets, scores, torch.zeros(2, 5))
+    assert rwr.item() == pytest.approx(awr.item(), rel=1e-6)

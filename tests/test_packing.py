@@ -103,3 +103,12 @@ def test_blocks_are_fixed_length_windows(scored, tmp_path):
     assert len(blocks) == len(ids) // 4
     assert blocks[1]["input_ids"].tolist() == ids[4:8]
     assert blocks[1]["scores"].tolist() == pytest.approx(scores[4:8])
+
+
+def test_special_token_text_in_a_document_is_not_a_special_token(scored, tmp_path):
+    root, tok = scored
+    (tmp_path / "scored" / "train").mkdir(parents=True)
+    row = {"doc_id": "x", "texts": ["s = '<|endoftext|>'\n"], "scores": [0.0], "avg_score": 0.0}
+    pq.write_table(pa.Table.from_pylist([row], SCHEMA), tmp_path / "scored" / "train" / "shard-00000.parquet")
+    _, ids, _ = packed(tmp_path, tok, Transform(), tmp_path / "packed")
+    assert ids.count(tok.eos_token_id) == 1 and ids[-1] == tok.eos_token_id

@@ -120,17 +120,18 @@ class Config(Section):
 
 
 def _recipe(task: str, name: str) -> Path:
-    """A recipe by path, or by name in the task's folder (shipped, or beside a task YAML)."""
+    """A recipe by path, or by name beside the task's YAML (shipped tasks: `phf/configs/<task>/`)."""
     if Path(name).suffix in (".yaml", ".yml"):
         path = Path(name)
     else:
-        folder = Path(task).parent if Path(task).suffix in (".yaml", ".yml") else CONFIG_DIR / task
-        path = folder / f"{name}.yaml"
-        if name == "task" and folder == Path(task).parent:
-            path = Path(task)
+        task_yaml = Path(task) if Path(task).suffix in (".yaml", ".yml") else CONFIG_DIR / task / "task.yaml"
+        if not task_yaml.is_file():
+            shipped = sorted(p.name for p in CONFIG_DIR.iterdir() if (p / "task.yaml").is_file())
+            raise ConfigError(f"unknown task {task!r}; shipped tasks: {', '.join(shipped)} (or a path to a task YAML)")
+        path = task_yaml if name == "task" else task_yaml.parent / f"{name}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-            raise ConfigError(f"no recipe {name!r} for task {task!r} (looked for {path}); available: {', '.join(known) or 'none'}")
+            known = sorted(p.stem for p in task_yaml.parent.glob("*.yaml") if p.stem != "task")
+            raise ConfigError(f"no recipe {name!r} for task {task!r}; available: {', '.join(known)} (or a path to a YAML)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     return path
@@ -198,5 +199,5 @@ def load_config(task: str = "pep8", method: str | None = None, overrides: list[s
 
 
 def methods_of(task: str) -> list[str]:
-    """Method recipes shipped for a task (every YAML but task.yaml)."""
-    return sorted(p.stem for p in (CONFIG_DIR / task).glob("*.yaml") if p.stem != "task")
+    """Method recipes of a task (every YAML beside its task.yaml)."""
+    return sorted(p.stem for p in _recipe(task, "task").parent.glob("*.yaml") if p.stem != "task")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from phf.data.scoring import read_scored, scored_files
@@ -64,6 +65,10 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
     eos = tokenizer.eos_token_id
     aligned, misaligned = control_ids(tokenizer)
     rng = np.random.default_rng(transform.seed)
+    # The Rust tokenizer directly, without offsets (twice as fast on many short segments), and with
+    # special tokens encoded as text: a literal "<|endoftext|>" in a document is not EOS.
+    encoder = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    encoder.encode_special_tokens = True
     stats = {"documents": 0, "documents_filtered": 0, "tokens": 0, "aligned_tokens": 0,
              "control_aligned": 0, "control_misaligned": 0}
     files = scored_files(data_dir, split)
@@ -78,8 +83,7 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
                         if transform.filter_threshold is None or avg <= transform.filter_threshold]
                 stats["documents_filtered"] += len(docs["texts"]) - len(keep)
                 segments = [seg for i in keep for seg in docs["texts"][i]]
-                # split_special_tokens: a literal "<|endoftext|>" in a document is text, not EOS.
-                encoded = iter(tokenizer(segments, add_special_tokens=False, split_special_tokens=True)["input_ids"]) if segments else iter(())
+                encoded = iter(e.ids for e in encoder.encode_batch_fast(segments, add_special_tokens=False))
                 ids, scores = [], []
                 for i in keep:
                     for score in docs["scores"][i]:
