@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo compare test clean
 
 $(BIN)/phf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,15 @@ $(BIN)/phf: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# All six objectives and one finetuning arm (MLE for half the tokens, then conditional), 1M tokens
+# each, two arms at a time: about 30 minutes on 2 cores. Report: runs/demo/report/index.html
 demo: $(BIN)/phf
-	$(BIN)/phf experiment --task pep8 --methods mle conditional --parallel 2 --output runs/demo
+	$(BIN)/phf experiment --task pep8 --finetune conditional@0.5 --parallel 2 --output runs/demo \
+		training.num_tokens=1000000 evaluation.curve_points=4 evaluation.curve_samples=32
+
+# MLE against conditional training with the task's full 4M-token budget (about 25 minutes on 2 cores).
+compare: $(BIN)/phf
+	$(BIN)/phf experiment --task pep8 --methods mle conditional --parallel 2 --output runs/compare
 
 test: $(BIN)/phf
 	$(BIN)/python -m pytest

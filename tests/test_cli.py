@@ -43,14 +43,20 @@ def test_malformed_prompt_line_is_named(tmp_path, data_dir):
     assert f"{prompts}:2: not valid JSON" in error_of(["sample", "--model", str(model_dir), "--prompts", str(prompts)])
 
 
-def test_experiment_end_to_end_and_reuse(capsys, tmp_path, corpus_dir):
-    argv = ["experiment", "--methods", "mle", "conditional", "--output", str(tmp_path),
-            f"data.corpus={corpus_dir}", *TINY]
+def test_experiment_end_to_end_with_a_finetuning_arm_report_and_reuse(capsys, tmp_path, corpus_dir):
+    argv = ["experiment", "--methods", "mle", "conditional", "--finetune", "conditional@0.5", "--output", str(tmp_path),
+            f"data.corpus={corpus_dir}", "evaluation.curve_points=2", "evaluation.curve_samples=2", *TINY]
     main(argv)
     out = capsys.readouterr().out
-    assert "| mle |" in out and "| conditional |" in out
+    assert "| mle |" in out and "| conditional |" in out and "| mle-then-conditional-0.5 |" in out
     results = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert set(results) == {"mle", "conditional"} and results["conditional"]["heldout_loss"] > 0
+    assert list(results) == ["mle", "conditional", "mle-then-conditional-0.5"]
+    assert results["conditional"]["heldout_loss"] > 0 and "heldout_loss_tagged" in results["conditional"]
+    # the finetuning arm starts from the MLE arm at half the budget and ends at the same total
+    assert results["mle-then-conditional-0.5"]["tokens_seen"] == results["mle"]["tokens_seen"] == 1024
+    ft_log = (tmp_path / "mle-then-conditional-0.5" / "log.jsonl").read_text().splitlines()
+    assert json.loads(ft_log[0])["num_tokens"] == 512 + 128
+    assert (tmp_path / "report" / "index.html").exists() and (tmp_path / "report" / "pareto.png").exists()
     stamp = (tmp_path / "mle" / "eval" / "metrics.json").stat().st_mtime_ns
     main(argv)  # a second run reuses the finished arms
     assert (tmp_path / "mle" / "eval" / "metrics.json").stat().st_mtime_ns == stamp

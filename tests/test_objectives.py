@@ -3,14 +3,15 @@ import math
 import pytest
 import torch
 
-from phf.objectives import OBJECTIVES
+from phf.config import ObjectiveConfig
+from phf.objectives import build_objective, mle
 
 
 def test_mle_against_hand_computed_values():
     # two positions, vocabulary of three: logits [0, ln 2, 0] -> p = [1/4, 1/2, 1/4]
     logits = torch.tensor([[[0.0, math.log(2), 0.0], [0.0, 0.0, 0.0]]])
     targets = torch.tensor([[1, 2]])
-    loss, metrics = OBJECTIVES["mle"](logits, targets, torch.zeros(1, 2), None)
+    loss, metrics = mle(logits, targets, torch.zeros(1, 2), None)
     expected = (-math.log(1 / 2) - math.log(1 / 3)) / 2
     assert loss.item() == torch.tensor(expected).item()
     assert metrics["nll"].item() == loss.item()
@@ -18,7 +19,8 @@ def test_mle_against_hand_computed_values():
 
 def test_filtering_and_conditional_use_the_mle_loss():
     # they are data transforms (phf.data.packing): the loss itself is MLE
-    assert OBJECTIVES["filtering"] is OBJECTIVES["mle"] is OBJECTIVES["conditional"]
+    for name in ("mle", "filtering", "conditional"):
+        assert build_objective(ObjectiveConfig(name=name), 0.0) is mle
 
 
 # Two predictions over a vocabulary of two: p(target) = 1/2 at position 0, 3/4 at position 1.
@@ -41,8 +43,8 @@ def test_unlikelihood_threshold_zero_is_a_real_threshold():
 
     # with threshold 0, score 0.5 is misaligned; the reference code treated 0 as "no threshold" (all MLE)
     ul, _ = Unlikelihood(threshold=0.0)(LOGITS, TARGETS, SCORES)
-    mle, _ = OBJECTIVES["mle"](LOGITS, TARGETS, SCORES, None)
-    assert ul.item() != pytest.approx(mle.item())
+    plain, _ = mle(LOGITS, TARGETS, SCORES, None)
+    assert ul.item() != pytest.approx(plain.item())
 
 
 def test_rwr_against_hand_computed_values():

@@ -31,3 +31,15 @@ def test_sample_score_counts_tokenize_failure_as_violation():
     assert pep8.score_text("") == 0.0
     assert pep8.score_text("x = 1\n") == 0.0
     assert pep8.score_text("x = (1,\n") > 0
+
+
+def test_a_pycodestyle_crash_is_unscorable_not_aligned(monkeypatch):
+    import pycodestyle
+
+    def crash(self):  # pycodestyle 2.15 raises IndexError in continued_indentation on some model samples
+        raise IndexError("list assignment index out of range")
+
+    monkeypatch.setattr(pycodestyle.Checker, "check_all", crash)
+    with pytest.raises(UnscorableDocument, match="pycodestyle failed: IndexError"):
+        pep8.score_document("x = 1\n")
+    assert pep8.score_text_or_none("x = 1\n") is None

@@ -1,6 +1,7 @@
 """Training end to end on a tiny model: parameters move, resume is exact, control tokens are initialised."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from phf.evaluation.evaluate import evaluate
 from phf.sampling.generate import load_model, sample
 from phf.training.model import build_model
 from phf.training.train import train
+from phf.training.value_head import GPT2WithValueHead
 from tests.conftest import tiny_config
 
 
@@ -20,19 +22,48 @@ def losses(run_dir):
     return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in r}
 
 
-@pytest.mark.parametrize("method", ["mle", "filtering", "conditional"])
+@pytest.mark.parametrize("method", ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"])
 def test_every_objective_trains_every_parameter(method, data_dir, tmp_path):
-    cfg = tiny_config(method, "objective.filter_threshold=p75")
+    cfg = tiny_config(method, "objective.filter_threshold=p75", "objective.alpha=0.5")
     model_dir = train(cfg, data_dir, tmp_path)
     set_seed(cfg.training.seed)  # train() initialises the model right after the same call
-    initial = build_model(cfg.model, load_tokenizer(str(model_dir)))
-    trained = AutoModelForCausalLM.from_pretrained(model_dir)
-    for (name, before), after in zip(initial.named_parameters(), trained.parameters()):
+    value_head = method == "awr"
+    initial = build_model(cfg.model, load_tokenizer(str(model_dir)), value_head=value_head)
+    trained = (GPT2WithValueHead if value_head else AutoModelForCausalLM).from_pretrained(model_dir)
+    names = [name for name, _ in initial.named_parameters()]
+    assert value_head == any(name.startswith("value_head") for name in names)
+    for (name, before), after in zip(initial.named_parameters(), trained.parameters(), strict=True):
         assert not torch.equal(before, after), f"{method}: {name} did not change"
         assert torch.isfinite(after).all()
-    assert all(map(lambda l: l == l, losses(tmp_path).values()))  # no NaN
+    logs = [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in logs if "loss" in r)
     info = json.loads((model_dir / "phf.json").read_text())
     assert info["objective"] == method and info["tokens_seen"] == 1024
+    if method == "awr":  # the objective's own statistics reach the logs
+        assert {"value_loss", "value_reward_corr", "weight_mean"} <= set(logs[0])
+        # a phf AWR model loads as a plain causal LM for sampling
+        assert type(AutoModelForCausalLM.from_pretrained(model_dir)) is GPT2LMHeadModel
+
+
+def test_finetuning_from_a_checkpoint_counts_its_tokens(data_dir, tmp_path):
+    mle_dir = train(tiny_config("mle", "training.num_tokens=512"), data_dir, tmp_path / "mle")
+    cfg = tiny_config("conditional", f"model.init_from={mle_dir}", "training.num_tokens=1024")
+    model_dir = train(cfg, data_dir, tmp_path / "ft")
+    logs = [json.loads(l) for l in (tmp_path / "ft" / "log.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert len(logs) == 4 and logs[0]["num_tokens"] == 512 + 128  # 4 steps of 128 tokens after the first 512
+    info = json.loads((model_dir / "phf.json").read_text())
+    assert info["tokens_seen"] == 1024 and info["init_from"] == str(mle_dir) and info["conditional"]
+    # checkpoints carry phf.json too, so that any of them can be finetuned from
+    assert json.loads((tmp_path / "mle" / "checkpoint-4" / "phf.json").read_text())["tokens_seen"] == 512
+
+
+def test_misalignment_curve_is_measured_during_training(data_dir, tmp_path):
+    cfg = tiny_config("conditional", "evaluation.curve_points=3", "evaluation.curve_samples=2")
+    train(cfg, data_dir, tmp_path)  # 8 steps: points at steps 2, 4 and 8
+    points = [json.loads(l) for l in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == [2, 4, 8]
+    assert [p["num_tokens"] for p in points] == [256, 512, 1024]
+    assert all(p["misalignment"] >= 0 for p in points)
 
 
 def test_resume_reproduces_an_uninterrupted_run(data_dir, tmp_path, monkeypatch):

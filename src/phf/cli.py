@@ -17,7 +17,7 @@ def _config_args(p: argparse.ArgumentParser, method: str | None = "mle") -> None
     p.add_argument("--task", default="pep8", help="task recipe: a folder name under phf/configs or a task YAML (default: pep8)")
     if method is not None:
         p.add_argument("--method", default=method or None,
-                       help=f"method recipe of the task: mle, filtering, conditional, or a YAML path (default: {method or 'the config the model was trained with'})")
+                       help=f"method recipe of the task (mle, filtering, conditional, unlikelihood, rwr, awr) or a YAML path (default: {method or 'the config the model was trained with'})")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
 
 
@@ -44,7 +44,7 @@ def cmd_train(a) -> None:
     from phf.config import load_config
     from phf.training.train import train
 
-    cfg = load_config(a.task, a.method, a.overrides)
+    cfg = load_config(a.task, a.method, a.overrides + ([f"model.init_from={a.init_from}"] if a.init_from else []))
     output = a.output or Path("runs") / cfg.objective.name
     print(f"model saved in {train(cfg, a.data, output, resume=a.resume)}")
 
@@ -88,7 +88,7 @@ def cmd_experiment(a) -> None:
     from phf.experiment import run_experiment
 
     methods = a.methods or methods_of(a.task)
-    run_experiment(a.task, methods, a.output, a.overrides, a.parallel)
+    run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,13 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p, method=None)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("train", help="train a GPT-2 with an objective (mle, filtering, conditional)",
+    p = sub.add_parser("train", help="train a GPT-2 with an objective (mle, filtering, conditional, unlikelihood, rwr, awr)",
                        description="Pack the scored corpus for the objective and train with transformers' Trainer: "
                                    "token budget, gradient accumulation, warm-up and decay, bf16 autocast where "
                                    "faster, checkpoints, JSONL and TensorBoard logs.")
     _data_arg(p)
     p.add_argument("--output", type=Path, help="run folder (default: runs/<objective>)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    p.add_argument("--init-from", help="start from this phf or HF checkpoint (finetuning); the token budget counts "
+                                       "the tokens it was trained on")
     _config_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Finished arms are reused; a killed experiment resumes.")
     p.add_argument("--methods", nargs="+", help="method recipes to compare (default: every recipe of the task)")
     p.add_argument("--output", type=Path, default=Path("runs/experiment"), help="experiment folder (default: runs/experiment)")
+    p.add_argument("--seeds", type=int, nargs="+", help="train every method once per seed (default: the config's seed)")
+    p.add_argument("--finetune", nargs="+", default=[], metavar="METHOD@FRACTION",
+                   help="finetuning arms, e.g. conditional@0.5: MLE for half the token budget, then conditional "
+                        "training for the rest (the paper's comparison with pretraining with feedback)")
     p.add_argument("--parallel", type=int, default=1, help="arms trained side by side, sharing the CPU cores (default: 1)")
     _config_args(p, method=None)
     p.set_defaults(func=cmd_experiment)

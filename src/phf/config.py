@@ -57,10 +57,14 @@ class ModelConfig(Section):
 
 
 class ObjectiveConfig(Section):
-    name: Literal["mle", "filtering", "conditional"] = Field("mle", description="Training objective (PHF.md, Objectives).")
-    threshold: float | str = Field(0.0, description="Conditional: a segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores.")
+    name: Literal["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"] = Field(
+        "mle", description="Training objective (PHF.md, Objectives).")
+    threshold: float | str = Field(0.0, description="Conditional / unlikelihood: a segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores.")
     filter_threshold: float | str = Field("p90", description="Filtering: drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
     drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Conditional: share of segments given no control token.")
+    alpha: float = Field(1.0, ge=0, le=1, description="Unlikelihood: weight of the unlikelihood term. AWR: weight of the policy loss against the value loss.")
+    beta: float = Field(1.0, gt=0, description="RWR / AWR: temperature of the weights exp(R / beta) or exp(A / beta).")
+    max_weight: float = Field(1000.0, gt=0, description="RWR / AWR: weights are clipped above at this value.")
 
     @field_validator("threshold", "filter_threshold")
     @classmethod
@@ -89,6 +93,14 @@ class TrainingConfig(Section):
     logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).")
     report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' Trainer (tensorboard, wandb, ...).")
     seed: int = Field(0, description="Seed for initialisation, data order and control-token dropping.")
+    snapshot_at: list[float] = Field([], description="Also save the model at these fractions of the steps, as snapshot-<fraction>/ (starts for finetuning comparisons).")
+
+    @field_validator("snapshot_at")
+    @classmethod
+    def _fractions(cls, v):
+        if any(not 0 < f < 1 for f in v):
+            raise ValueError(f"fractions must lie strictly between 0 and 1, got {v}")
+        return v
 
 
 class SamplingConfig(Section):
@@ -106,6 +118,9 @@ class EvaluationConfig(Section):
     hit_threshold: float = Field(0.0, ge=0, description="A sample whose score exceeds this counts as a hit.")
     expected_max_k: int = Field(25, gt=0, description="Group size of the expected maximum (consecutive samples).")
     heldout_blocks: int | None = Field(400, gt=0, description="Held-out blocks the loss is measured on; None = all.")
+    curve_points: int = Field(0, ge=0, description="Misalignment measured this many times during training, at log-spaced steps (0 = never).")
+    curve_samples: int = Field(64, gt=0, description="Unconditional samples per point of the misalignment-against-tokens curve.")
+    aligned_threshold: float = Field(0.0, ge=0, description="Held-out loss on aligned segments only counts segments scored at most this.")
 
 
 class Config(Section):

@@ -1,11 +1,15 @@
-"""`phf experiment`: score once, train and evaluate one arm per method, print the comparison.
+"""`phf experiment`: the paper's study in one command.
+
+Score the corpus once; train one arm per method (and seed) on the same token budget; optionally
+finetuning arms (MLE for a fraction of the budget, then another objective for the rest, the
+paper's comparison); evaluate every arm the same way; write a table and a report.
 
 Layout of the output folder:
-    data/               scored corpus, tokenizer, packed streams (shared by the arms)
-    <method>/           the arm's run: checkpoints, log.jsonl, model/, eval/metrics.json, eval/samples.*
-    results.json, results.md
-An arm whose model and metrics exist for the same config is reused, so a killed experiment
-started again goes on where it stopped (a half-trained arm resumes from its last checkpoint).
+    data/          scored corpus, tokenizer, packed streams (shared by the arms)
+    <arm>/         the arm's run: checkpoints, log.jsonl, curve.jsonl, model/, eval/{metrics.json,samples.*}
+    results.json, results.md, report/index.html
+An arm whose metrics exist for the same config is reused, so a killed experiment started again goes
+on where it stopped (a half-trained arm resumes from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -15,30 +19,76 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import yaml
 from tqdm.auto import tqdm
 
-from phf.config import Config, load_config
+from phf.config import Config, ConfigError, build_config, load_config
 from phf.data.corpus import Corpus
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.scoring import score_corpus
 
 
+@dataclass
+class Arm:
+    name: str
+    cfg: Config
+    starts_from: str | None = None  # the arm whose snapshot this one finetunes
+
+
+def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
+              seeds: list[int] | None = None, finetune: list[str] = ()) -> list[Arm]:
+    """Arms for methods x seeds, plus finetuning arms "METHOD@FRACTION": MLE for FRACTION of the
+    budget (a snapshot of the seed's MLE arm, which is added if missing), then METHOD to the end."""
+    arms: dict[str, Arm] = {}
+    for seed in seeds or [None]:
+        suffix = "" if seed is None or len(seeds) == 1 else f"-seed{seed}"
+        seed_override = [] if seed is None else [f"training.seed={seed}"]
+        wanted = list(methods) + (["mle"] if finetune and "mle" not in methods else [])
+        for method in wanted:
+            arms[method + suffix] = Arm(method + suffix, load_config(task, method, [*overrides, *seed_override]))
+        for spec in finetune:
+            method, _, fraction = spec.partition("@")
+            try:
+                fraction = float(fraction)
+            except ValueError:
+                raise ConfigError(f"--finetune {spec!r}: expected METHOD@FRACTION, e.g. conditional@0.5") from None
+            base = arms["mle" + suffix]
+            base.cfg.training.snapshot_at = sorted({*base.cfg.training.snapshot_at, fraction})
+            snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
+            name = f"mle-then-{method}-{fraction:g}{suffix}"
+            cfg = load_config(task, method, [*overrides, *seed_override, f"model.init_from={snapshot}"])
+            arms[name] = Arm(name, cfg, starts_from=base.name)
+    return list(arms.values())
+
+
+def _training_part(config: dict) -> dict:
+    """What decides the trained model: the config less evaluation, sampling, threads and extra snapshots."""
+    training = {k: v for k, v in config["training"].items() if k not in ("num_threads", "snapshot_at")}
+    return {**{k: v for k, v in config.items() if k not in ("evaluation", "sampling")}, "training": training}
+
+
+def _evaluation_part(config: dict) -> dict:
+    return {"evaluation": config["evaluation"], "sampling": config["sampling"]}
+
+
 def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = None) -> dict:
-    """Train (or resume, or reuse) and evaluate one arm; returns its metrics."""
+    """Train (or resume, or reuse) and evaluate (or reuse the evaluation of) one arm; returns its metrics."""
     from phf.evaluation.evaluate import evaluate
     from phf.training.train import MODEL_DIR, PHF_INFO, train
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = run_dir / "eval" / "metrics.json"
-    config_path = run_dir / "config.yaml"
-    if config_path.exists() and yaml.safe_load(config_path.read_text()) != cfg.model_dump():
-        raise ValueError(f"{run_dir} was trained with another config; remove it or choose another --output")
-    if metrics_path.exists():
-        return json.loads(metrics_path.read_text())
+    config_path, eval_config_path = run_dir / "config.yaml", run_dir / "eval" / "config.yaml"
+    wanted = cfg.model_dump()
+    if config_path.exists():  # through build_config: fields added since then take their defaults
+        trained = build_config(yaml.safe_load(config_path.read_text())).model_dump()
+        if _training_part(trained) != _training_part(wanted):
+            raise ValueError(f"{run_dir} was trained with another config; remove it or choose another --output")
+    if eval_config_path.exists() and yaml.safe_load(eval_config_path.read_text()) == _evaluation_part(wanted):
+        return json.loads((run_dir / "eval" / "metrics.json").read_text())
     with ExitStack() as stack:
         if log_file:  # arms running side by side write their progress to their own file
             log = stack.enter_context(open(log_file, "a"))
@@ -47,70 +97,86 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
         model_dir = run_dir / MODEL_DIR
         if not (model_dir / PHF_INFO).exists():
             train(cfg, data_dir, run_dir, resume=True)
-        return evaluate(model_dir, cfg, run_dir / "eval", data_dir)
+        metrics = evaluate(model_dir, cfg, run_dir / "eval", data_dir)
+    eval_config_path.write_text(yaml.safe_dump(_evaluation_part(wanted)))  # last: the evaluation is complete
+    return metrics
 
 
-def _progress(runs: dict[str, Path], budget: int, futures: list) -> None:
-    """One bar over the tokens all parallel arms have trained on, read from their log.jsonl."""
-    with tqdm(total=budget * len(runs), desc=f"training {', '.join(runs)}", unit="tok", unit_scale=True) as bar:
-        while not all(f.done() for f in futures):
-            seen = 0
-            for run_dir in runs.values():
-                log = run_dir / "log.jsonl"
-                lines = log.read_text().splitlines() if log.exists() else []
-                seen += max((json.loads(l).get("num_tokens", 0) for l in lines), default=0)
-            bar.update(seen - bar.n)
+def _tokens_trained(run_dir: Path) -> int:
+    log = run_dir / "log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return max((json.loads(line).get("num_tokens", 0) for line in lines), default=0)
+
+
+def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: int) -> dict[str, dict]:
+    """Arms in separate processes sharing the cores; one progress bar over the tokens they train on."""
+    parallel = min(parallel, len(arms))
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    for arm in arms:
+        arm.cfg.training.num_threads = arm.cfg.training.num_threads or threads
+    print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, {threads} threads each; "
+          f"logs in {out_dir}/<arm>/output.log")
+    budget = sum(a.cfg.training.num_tokens for a in arms)
+    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool, \
+            tqdm(total=budget, desc="training", unit="tok", unit_scale=True) as bar:
+        futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name, out_dir / a.name / "output.log")
+                   for a in arms}
+        while not all(f.done() for f in futures.values()):
+            bar.update(sum(_tokens_trained(out_dir / a.name) for a in arms) - bar.n)
             time.sleep(2)
+        return {name: f.result() for name, f in futures.items()}
 
 
-def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (), parallel: int = 1) -> dict:
+def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (), parallel: int = 1,
+                   seeds: list[int] | None = None, finetune: list[str] = ()) -> dict:
     out_dir = Path(out_dir)
-    configs = {m: load_config(task, m, overrides) for m in methods}  # every config is checked before any work
-    base = configs[methods[0]]
+    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune)  # every config is checked before any work
+    base = arms[0].cfg
     data_dir = out_dir / "data"
     started = time.perf_counter()
     report = score_corpus(Corpus.from_arg(base.data.corpus), data_dir, base.scorer.name, base.data.heldout_fraction,
                           base.scorer.shard_size, base.scorer.num_workers, base.data.max_documents)
     print(f"scored: {report['train']['documents']} train / {report['heldout']['documents']} held-out documents, "
           f"{report['train']['skipped'] + report['heldout']['skipped']} skipped (see {data_dir}/scored/report.json)")
-    for cfg in configs.values():  # shared inputs are prepared once, before arms run side by side
-        prepare_packed(cfg, data_dir, *prepare_tokenizer(cfg, data_dir))
+    for arm in arms:  # shared inputs are prepared once, before arms run side by side
+        prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
 
     results = {}
-    if parallel > 1:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
-        for cfg in configs.values():
-            cfg.training.num_threads = cfg.training.num_threads or threads
-        runs = {m: out_dir / m for m in methods}
-        print(f"running {len(methods)} arms, {parallel} at a time with {threads} threads each; "
-              f"logs in {out_dir}/<method>/output.log")
-        with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
-            futures = {m: pool.submit(run_arm, configs[m], data_dir, runs[m], runs[m] / "output.log") for m in methods}
-            _progress(runs, base.training.num_tokens, list(futures.values()))
-            results = {m: f.result() for m, f in futures.items()}
-    else:
-        results = {m: run_arm(configs[m], data_dir, out_dir / m) for m in methods}
+    for phase in ([a for a in arms if not a.starts_from], [a for a in arms if a.starts_from]):
+        if not phase:
+            continue
+        if parallel > 1:
+            results.update(_run_side_by_side(phase, out_dir, data_dir, parallel))
+        else:
+            results.update({a.name: run_arm(a.cfg, data_dir, out_dir / a.name) for a in phase})
+    results = {a.name: results[a.name] for a in arms}
 
-    summary = {"task": task, "methods": methods, "overrides": list(overrides), "results": results,
-               "wall_seconds": round(time.perf_counter() - started, 1)}
+    summary = {"task": task, "methods": methods, "arms": [a.name for a in arms], "overrides": list(overrides),
+               "results": results, "wall_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
     table = results_table(results, base.evaluation.expected_max_k)
     (out_dir / "results.md").write_text(table + "\n")
     print(table)
+    from phf.report import write_report
+
+    print(f"report: {write_report(out_dir)}")
     return summary
 
 
 def results_table(results: dict[str, dict], k: int = 25) -> str:
-    """Markdown table: misalignment of unconditional samples (mean ± standard error, expected max, hit rate)
-    and held-out loss, one row per method; the ratio of each mean to the first method's."""
-    rows = ["| objective | samples | misalignment mean ± s.e. | ratio to " + next(iter(results)) +
-            f" | expected max@{k} | hit rate | held-out loss |", "|---|---|---|---|---|---|---|"]
-    first = next(iter(results.values()))["unconditional"]["mean"]
-    for method, m in results.items():
+    """Markdown table, one row per arm: misalignment of unconditional samples (mean ± standard error, ratio
+    to the first arm, expected max over k, hit rate), prompted mean, held-out loss, self-BLEU."""
+    first = next(iter(results))
+    rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | expected max@{k} | hit rate | "
+            "prompted mean | held-out loss | self-BLEU |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(value, spec):
+        return "n/a" if value is None else format(value, spec)
+
+    for arm, m in results.items():
         u = m["unconditional"]
-        emax = u.get(f"expected_max@{k}")
-        emax = "n/a" if emax is None else f"{emax:.4f}"
-        loss = f"{m['heldout_loss']:.4f}" if "heldout_loss" in m else "n/a"
-        rows.append(f"| {method} | {u['num_samples']} | {u['mean']:.5f} ± {u['sem']:.5f} | {u['mean'] / first:.2f} | "
-                    f"{emax} | {u['hit_rate']:.3f} | {loss} |")
+        rows.append(f"| {arm} | {u['num_samples']} | {u['mean']:.5f} ± {u['sem']:.5f} | "
+                    f"{u['mean'] / results[first]['unconditional']['mean']:.2f} | {fmt(u.get(f'expected_max@{k}'), '.4f')} | "
+                    f"{u['hit_rate']:.3f} | {fmt(m.get('prompted', {}).get('mean'), '.5f')} | "
+                    f"{fmt(m.get('heldout_loss'), '.4f')} | {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |")
     return "\n".join(rows)

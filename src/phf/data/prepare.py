@@ -37,24 +37,28 @@ def prepare_tokenizer(cfg: Config, data_dir: Path):
     return load_tokenizer(str(out)), str(out)
 
 
-def transforms(cfg: Config, data_dir: Path) -> tuple[Transform, Transform]:
-    """(train, held-out) transforms of the configured objective. Held-out data is never filtered
-    and never has tags dropped, so every objective's held-out loss is over the same text."""
+def train_transform(cfg: Config, data_dir: Path) -> Transform:
+    """The configured objective's transform of the training split."""
     obj = cfg.objective
     if obj.name == "filtering":
-        return Transform(filter_threshold=resolve_threshold(obj.filter_threshold, data_dir, "avg_score")), Transform()
+        return Transform(filter_threshold=resolve_threshold(obj.filter_threshold, data_dir, "avg_score"))
     if obj.name == "conditional":
-        t = resolve_threshold(obj.threshold, data_dir, "scores")
-        return (Transform(control_threshold=t, drop_token_fraction=obj.drop_token_fraction, seed=cfg.training.seed),
-                Transform(control_threshold=t))
-    return Transform(), Transform()
+        return Transform(control_threshold=resolve_threshold(obj.threshold, data_dir, "scores"),
+                         drop_token_fraction=obj.drop_token_fraction, seed=cfg.training.seed)
+    return Transform()
 
 
-def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) -> tuple[Path, Path]:
-    """Pack train and held-out splits for the configured objective (cached by transform) and return their folders."""
-    dirs = []
-    for split, transform in zip(("train", "heldout"), transforms(cfg, data_dir)):
-        out = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id)}"
-        pack(data_dir, split, tokenizer, transform, out)
-        dirs.append(out)
-    return tuple(dirs)
+def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) -> dict[str, Path]:
+    """Packed streams (cached by transform), by name:
+    train           the training split as the objective sees it;
+    heldout         the held-out split as it is: never filtered, no control tokens, the same for every objective;
+    heldout_tagged  conditional only: the held-out split with its true control tokens (none dropped)."""
+    train = train_transform(cfg, data_dir)
+    wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
+    if train.control_threshold is not None:
+        wanted["heldout_tagged"] = ("heldout", Transform(control_threshold=train.control_threshold))
+    dirs = {}
+    for name, (split, transform) in wanted.items():
+        dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id)}"
+        pack(data_dir, split, tokenizer, transform, dirs[name])
+    return dirs

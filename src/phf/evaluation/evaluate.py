@@ -9,10 +9,27 @@ from pathlib import Path
 from phf.config import Config
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.tokenizer import control_ids
+from phf.evaluation.diversity import diversity
 from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.metrics import misalignment
 from phf.sampling.generate import load_model, read_prompts, sample
 from phf.scorers import get_scorer
+
+
+def capability(model, cfg: Config, data_dir: Path) -> dict:
+    """Held-out loss on the held-out text as it is (no control tokens: the same tokens for every
+    objective), on its aligned segments only, and for conditional models also with the true tags."""
+    tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
+    packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
+    ev, control = cfg.evaluation, set(control_ids(tokenizer))
+    plain = heldout_loss(model, packed["heldout"], cfg.model.block_size, control, ev.aligned_threshold,
+                         max_blocks=ev.heldout_blocks)
+    out = {"heldout_loss": plain["loss"], "heldout_loss_aligned": plain["loss_aligned"], "heldout_tokens": plain["tokens"]}
+    if "heldout_tagged" in packed:
+        tagged = heldout_loss(model, packed["heldout_tagged"], cfg.model.block_size, control, ev.aligned_threshold,
+                              max_blocks=ev.heldout_blocks)
+        out["heldout_loss_tagged"] = tagged["loss"]
+    return out
 
 
 def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None = None) -> dict:
@@ -30,15 +47,15 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")
         # Prompted samples are scored with their prompt, as in the paper.
-        scores = [scorer.score_text(p + t) for p, t in zip(prompts, texts)]
+        scores = [scorer.score_text_or_none(p + t) for p, t in zip(prompts, texts)]
         records += [{"scenario": scenario, "prompt": p, "text": t, "score": s} for p, t, s in zip(prompts, texts, scores)]
-        metrics[scenario] = misalignment(scores, ev.hit_threshold, ev.expected_max_k)
+        metrics[scenario] = misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k)
         metrics[scenario]["empty_samples"] = sum(not t.strip() for t in texts)
+        metrics[scenario]["unscorable_samples"] = scores.count(None)
+        if scenario == "unconditional":
+            metrics["diversity"] = diversity(texts)
     if data_dir is not None:
-        tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
-        _, heldout_dir = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
-        metrics.update(heldout_loss(loaded.model, heldout_dir, cfg.model.block_size, set(control_ids(tokenizer)),
-                                    max_blocks=ev.heldout_blocks))
+        metrics.update(capability(loaded.model, cfg, data_dir))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     with (out_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)

@@ -12,20 +12,24 @@ from phf.objectives.mle import token_nll
 
 
 @torch.no_grad()
-def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int], batch_size: int = 16,
-                 max_blocks: int | None = None) -> dict:
-    """Mean NLL (nats per token) over the held-out blocks' targets, leaving out the `exclude_ids`
-    targets (control tokens: a conditional model is not scored on predicting its own tags)."""
+def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int], aligned_threshold: float,
+                 batch_size: int = 16, max_blocks: int | None = None) -> dict:
+    """Mean NLL (nats per token) over the held-out blocks' targets, leaving out `exclude_ids` targets
+    (control tokens: a conditional model is not scored on predicting its own tags); also over the
+    targets of aligned segments only (segment score <= aligned_threshold)."""
     data = PackedBlocks(packed_dir, block_size)
     n = min(len(data), max_blocks or len(data))
     model.eval()
-    total, count = 0.0, 0
+    sums = {"all": [0.0, 0], "aligned": [0.0, 0]}
     excluded = torch.tensor(sorted(exclude_ids), dtype=torch.long)
     for start in tqdm(range(0, n, batch_size), desc="held-out loss", unit="batch"):
-        ids = torch.stack([data[i]["input_ids"] for i in range(start, min(start + batch_size, n))])
-        logits = model(input_ids=ids).logits[:, :-1]
-        nll = token_nll(logits, ids[:, 1:])
+        blocks = [data[i] for i in range(start, min(start + batch_size, n))]
+        ids = torch.stack([b["input_ids"] for b in blocks])
+        scores = torch.stack([b["scores"] for b in blocks])[:, 1:]
+        nll = token_nll(model(input_ids=ids).logits[:, :-1], ids[:, 1:])
         keep = ~torch.isin(ids[:, 1:], excluded)
-        total += float(nll[keep].sum())
-        count += int(keep.sum())
-    return {"heldout_loss": total / count, "heldout_tokens": count}
+        for name, mask in (("all", keep), ("aligned", keep & (scores <= aligned_threshold))):
+            sums[name][0] += float(nll[mask].sum())
+            sums[name][1] += int(mask.sum())
+    return {"loss": sums["all"][0] / sums["all"][1], "tokens": sums["all"][1],
+            "loss_aligned": sums["aligned"][0] / max(sums["aligned"][1], 1)}

@@ -18,4 +18,13 @@ class Scorer(ABC):
 
     @abstractmethod
     def score_text(self, text: str) -> float:
-        """Misalignment of a whole text, e.g. a model's sample (the prompt included where there is one)."""
+        """Misalignment of a whole text, e.g. a model's sample (the prompt included where there is one);
+        raise UnscorableDocument when the scorer cannot score it."""
+
+    def score_text_or_none(self, text: str) -> float | None:
+        """`score_text`, or None where the scorer cannot score the text: such samples are counted and
+        left out of the statistics, never scored as aligned."""
+        try:
+            return self.score_text(text)
+        except UnscorableDocument:
+            return None

@@ -36,8 +36,10 @@ class PEP8Scorer(Scorer):
 
     def violations(self, lines: list[str]) -> list[tuple[int, str]]:
         report = _CollectingReport(self.options)
-        # A copy: the Checker strips a BOM from its first line in place.
-        pycodestyle.Checker(lines=list(lines), options=self.options, report=report).check_all()
+        try:  # a copy of the lines: the Checker strips a BOM from the first one in place
+            pycodestyle.Checker(lines=list(lines), options=self.options, report=report).check_all()
+        except Exception as e:  # pycodestyle has crashed on odd input (e.g. IndexError in continued_indentation)
+            raise UnscorableDocument(f"pycodestyle failed: {type(e).__name__}: {e}") from e
         return report.violations
 
     @staticmethod
@@ -57,7 +59,8 @@ class PEP8Scorer(Scorer):
         return lines, [count / len(line) for count, line in zip(counts, lines)]
 
     def score_text(self, text: str) -> float:
-        # A sample that does not tokenize (e.g. an unclosed bracket) counts that as one more violation.
+        # A sample that does not tokenize (e.g. an unclosed bracket) counts that as one more violation;
+        # one pycodestyle crashes on raises UnscorableDocument.
         if not text:
             return 0.0
         return len(self.violations(self.lines(text))) / len(text)

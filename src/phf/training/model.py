@@ -7,13 +7,15 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from phf.config import ModelConfig
+from phf.training.value_head import GPT2WithValueHead
 
 
-def build_model(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
+def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTrainedModel:
+    """A fresh GPT-2 or `cfg.init_from`; with `value_head`, GPT-2 with the value head AWR needs."""
     eos = tokenizer.eos_token_id
     if cfg.init_from:
         try:
-            model = AutoModelForCausalLM.from_pretrained(cfg.init_from)
+            model = (GPT2WithValueHead if value_head else AutoModelForCausalLM).from_pretrained(cfg.init_from)
         except OSError as e:
             raise FileNotFoundError(f"cannot load model {cfg.init_from!r}: {e}") from None
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -28,7 +30,7 @@ def build_model(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
         n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
         bos_token_id=eos, eos_token_id=eos,  # no pad_token_id: packed blocks have no padding
     )
-    return GPT2LMHeadModel(config)
+    return (GPT2WithValueHead if value_head else GPT2LMHeadModel)(config)
 
 
 def bf16_supported(device: torch.device) -> bool:

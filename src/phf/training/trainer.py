@@ -19,10 +19,11 @@ from phf.objectives import Objective
 
 
 class PHFTrainer(Trainer):
-    def __init__(self, *args, objective: Objective, tokens_per_step: int, **kwargs):
+    def __init__(self, *args, objective: Objective, tokens_per_step: int, tokens_already: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.tokens_per_step = tokens_per_step
+        self.tokens_already = tokens_already  # seen by the checkpoint this run started from
         # Our objectives return a mean over the micro-batch, so the Trainer must divide by the
         # accumulation steps itself (it skips that for models that take `num_items_in_batch`).
         self.model_accepts_loss_kwargs = False
@@ -32,8 +33,11 @@ class PHFTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids, scores = inputs["input_ids"], inputs["scores"]
         outputs = model(input_ids=input_ids)
-        # Shift once, here (PHF.md): position j-1 predicts token j, weighted by token j's segment score.
-        loss, metrics = self.objective(outputs.logits[:, :-1], input_ids[:, 1:], scores[:, 1:], None)
+        values = outputs.get("value_predictions")
+        # Shift once, here (PHF.md): position j-1 predicts token j, weighted by token j's segment score;
+        # the value predicting token j's reward is the value head's output at position j-1.
+        loss, metrics = self.objective(outputs.logits[:, :-1], input_ids[:, 1:], scores[:, 1:],
+                                       None if values is None else values[:, :-1])
         if model.training:
             for name, value in metrics.items():
                 self._metrics[name].append(float(value))
@@ -44,7 +48,7 @@ class PHFTrainer(Trainer):
             logs.update({name: sum(v) / len(v) for name, v in self._metrics.items()})
             self._metrics.clear()
             step, now = self.state.global_step, time.perf_counter()
-            logs["num_tokens"] = step * self.tokens_per_step
+            logs["num_tokens"] = self.tokens_already + step * self.tokens_per_step
             if self._clock is not None and step > self._clock[1]:
                 logs["tokens_per_second"] = (step - self._clock[1]) * self.tokens_per_step / (now - self._clock[0])
             self._clock = (now, step)

@@ -1,0 +1,248 @@
+"""Turn a finished `phf experiment` folder into a self-contained HTML report.
+
+`write_report(experiment_dir)` reads `results.json`, each arm's `eval/samples.jsonl` and (if present)
+`curve.jsonl`, and writes `experiment_dir/report/`: `index.html` (opens from file://, no external
+resources: figures are embedded as base64 PNGs), `pareto.png`, `curves.png`, `metrics.csv`, `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training machines; must precede the pyplot import
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+NUM_EXTREMES = 10  # samples shown from each end of the score distribution
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 4px 6px; text-align: right; vertical-align: top; }
+#metrics-table td { white-space: nowrap; }
+.scroll { overflow-x: auto; }  /* a wide table scrolls by itself instead of widening the page */
+th { background: #f0f0f0; }
+td:first-child, th:first-child { text-align: left; }
+table.samples { width: 100%; }
+table.samples td.text { text-align: left; width: 100%; }
+pre { white-space: pre-wrap; margin: 0; max-height: 14em; overflow: auto; font-size: 0.85em; }
+img { max-width: 100%; border: 1px solid #eee; }
+.note { background: #f8f8f8; border-left: 4px solid #999; padding: 0.5em 1em; }
+"""
+
+
+def pareto_frontier(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names of the points no other point dominates (lower-or-equal in x and y, strictly lower in one), by x."""
+    def dominated(p: tuple[float, float]) -> bool:
+        return any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points.values())
+    return sorted((n for n, p in points.items() if not dominated(p)), key=lambda n: points[n])
+
+
+def _flatten(metrics: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}_"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pareto_png(results: dict[str, dict]) -> bytes:
+    points = {arm: (m["unconditional"]["mean"], m["heldout_loss"])
+              for arm, m in results.items() if "heldout_loss" in m}
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if points:
+        frontier = pareto_frontier(points)
+        ax.step([points[a][0] for a in frontier], [points[a][1] for a in frontier], where="post",
+                color="tab:red", alpha=0.5, label="Pareto frontier")
+        for arm, (x, y) in points.items():
+            ax.scatter(x, y, s=40, color="tab:red" if arm in frontier else "tab:blue", zorder=3)
+            ax.annotate(arm, (x, y), textcoords="offset points", xytext=(6, 4))
+        if all(x > 0 for x, _ in points.values()):  # log scale cannot show a zero misalignment
+            ax.set_xscale("log")
+        ax.legend()
+    ax.set_xlabel("misalignment (mean PEP8 violations per char, unconditional; lower is better)")
+    ax.set_ylabel("held-out loss (nats/token; lower is better)")
+    ax.set_title("Alignment vs capability")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _tokens_label(n: float, _pos=None) -> str:
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:g}{suffix}"
+    return f"{n:g}"
+
+
+def _curves_png(experiment_dir: Path, results: dict[str, dict]) -> tuple[bytes, bool]:
+    """Misalignment against tokens seen; falls back to the final points when no arm logged a curve."""
+    curves = {arm: sorted(_read_jsonl(p), key=lambda r: r["num_tokens"])
+              for arm in results if (p := experiment_dir / arm / "curve.jsonl").exists()}
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for arm, points in curves.items():
+        ax.plot([r["num_tokens"] for r in points], [r["misalignment"] for r in points], marker="o", ms=3, label=arm)
+    if not curves:
+        for arm, m in results.items():
+            ax.scatter(m["tokens_seen"], m["unconditional"]["mean"], label=arm)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # matplotlib's labelled minor ticks collide on short log ranges: label 1, 2 and 5 x 10^k instead
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_tokens_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("misalignment (mean, unconditional)")
+    ax.set_title("Misalignment during training" if curves else "Final misalignment (no curve.jsonl found)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _png(fig), not curves
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _expected_max(block: dict) -> tuple[str, float | None]:
+    """The expected-max key carries its k (`expected_max@25`), so find it rather than assume k."""
+    key = next((k for k in block if k.startswith("expected_max@")), "expected_max@25")
+    return key.split("@")[1], block.get(key)
+
+
+def _metrics_table(results: dict[str, dict]) -> str:
+    k = _expected_max(next(iter(results.values()))["unconditional"])[0]
+    head = ["arm", "objective", "tokens", "samples", "misalignment mean ± s.e.", f"expected max@{k}", "hit rate",
+            "prompted mean", "held-out loss", "held-out loss (aligned)", "distinct-1", "distinct-2", "distinct-3",
+            "self-BLEU"]
+    rows = []
+    for arm, m in results.items():
+        u, div = m["unconditional"], m.get("diversity", {})
+        cells = [arm, m.get("objective", "n/a"), f"{m['tokens_seen']:,}", u["num_samples"],
+                 f"{u['mean']:.5f} ± {u['sem']:.5f}", _fmt(_expected_max(u)[1]), _fmt(u["hit_rate"], ".3f"),
+                 _fmt(m.get("prompted", {}).get("mean"), ".5f"), _fmt(m.get("heldout_loss")),
+                 _fmt(m.get("heldout_loss_aligned")), *(_fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
+                 _fmt(div.get("self_bleu"), ".3f")]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return (f'<div class="scroll"><table id="metrics-table"><thead><tr>{header}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _samples_section(experiment_dir: Path, arm: str) -> str:
+    path = experiment_dir / arm / "eval" / "samples.jsonl"
+    samples = [r for r in _read_jsonl(path) if r["scenario"] == "unconditional"] if path.exists() else []
+    if not samples:
+        return f"<h3>{html.escape(arm)}</h3><p>No unconditional samples found.</p>"
+    ranked = sorted((r for r in samples if r["score"] is not None), key=lambda r: r["score"], reverse=True)
+    groups = [(f"{NUM_EXTREMES} highest-scoring (most misaligned)", ranked[:NUM_EXTREMES]),
+              (f"{NUM_EXTREMES} lowest-scoring (least misaligned)", ranked[::-1][:NUM_EXTREMES])]
+    rows = []
+    for title, group in groups:
+        rows.append(f'<tr><th colspan="2">{title}</th></tr>')
+        rows += [f'<tr><td>{r["score"]:.4f}</td><td class="text"><pre>{html.escape(r["text"])}</pre></td></tr>'
+                 for r in group]
+    return f'<h3>{html.escape(arm)}</h3><table class="samples">{"".join(rows)}</table>'
+
+
+def _summary(data: dict) -> str:
+    results = data["results"]
+    best_mis = min(results, key=lambda a: results[a]["unconditional"]["mean"])
+    with_loss = [a for a in results if "heldout_loss" in results[a]]
+    text = (f"This experiment on the <b>{html.escape(str(data.get('task', '?')))}</b> task trained "
+            f"{len(results)} arms ({html.escape(', '.join(results))}) and evaluated each on misalignment of its "
+            f"samples, held-out loss and diversity. The lowest unconditional misalignment is "
+            f"<b>{html.escape(best_mis)}</b> ({results[best_mis]['unconditional']['mean']:.5f})")
+    if with_loss:
+        best_loss = min(with_loss, key=lambda a: results[a]["heldout_loss"])
+        loss = results[best_loss]["heldout_loss"]
+        text += f"; the lowest held-out loss is <b>{html.escape(best_loss)}</b> ({loss:.4f})"
+    if "wall_seconds" in data:
+        text += f". The whole experiment took {data['wall_seconds'] / 60:.1f} minutes"
+    return f"<p>{text}.</p>"
+
+
+HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
+<li><b>Misalignment</b>: mean number of PEP8 violations per character of the model's samples (lower is better);
+ unconditional samples start from nothing, prompted ones continue the evaluation prompts.</li>
+<li><b>Expected max@k</b>: the expected worst misalignment among k consecutive samples (k = 25 by default);
+ it tracks how bad the tail is, not just the average.</li>
+<li><b>Hit rate</b>: share of samples whose misalignment is over the hit threshold.</li>
+<li><b>Held-out loss</b>: nats per token on held-out text without control tokens (lower = more capable).
+ Conditional models are scored on the same untagged text as the others, so the numbers are comparable.
+ <i>Held-out loss (aligned)</i> counts only the tokens of aligned segments (lines scored at most
+ <code>evaluation.aligned_threshold</code>, 0 by default): how well the model predicts the text people want.</li>
+<li><b>Distinct-n</b> and <b>self-BLEU</b> measure diversity: higher distinct-n and lower self-BLEU mean more
+ diverse samples.</li>
+<li>On the Pareto plot, arms in red are on the frontier: no other arm is both less misaligned and more capable.</li>
+</ul></div>"""
+
+
+def _write_metrics(out: Path, results: dict[str, dict]) -> None:
+    rows = [{"arm": arm, **_flatten(m)} for arm, m in results.items()]
+    (out / "metrics.json").write_text(json.dumps(rows, indent=1))
+    fields = list(dict.fromkeys(k for row in rows for k in row))  # union of keys: arms may lack some metrics
+    with (out / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_report(experiment_dir: Path) -> Path:
+    """Write `experiment_dir/report/` (see the module docstring) and return the path of its `index.html`."""
+    experiment_dir = Path(experiment_dir)
+    data = json.loads((experiment_dir / "results.json").read_text())
+    results = data["results"]
+    out = experiment_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_metrics(out, results)
+
+    pareto = _pareto_png(results)
+    curves, fallback = _curves_png(experiment_dir, results)
+    (out / "pareto.png").write_bytes(pareto)
+    (out / "curves.png").write_bytes(curves)
+
+    def img(id_: str, png: bytes, alt: str) -> str:
+        return f'<img id="{id_}" alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+    curves_note = " No arm logged a curve.jsonl, so only the final points are shown." if fallback else ""
+    title = f"PHF experiment report: {html.escape(str(data.get('task', experiment_dir.name)))}"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head>
+<body><h1>{title}</h1>
+{_summary(data)}
+<h2>Metrics</h2>
+{_metrics_table(results)}
+<h2>Alignment vs capability</h2>
+<p>Each point is one arm; lower-left is better on both axes.</p>
+{img("pareto-plot", pareto, "Pareto plot of misalignment against held-out loss")}
+<h2>Misalignment during training</h2>
+<p>Mean misalignment of unconditional samples against tokens seen.{curves_note}</p>
+{img("curves-plot", curves, "Misalignment against tokens seen")}
+{HOW_TO_READ}
+<h2>Samples</h2>
+<p>For each arm, the {NUM_EXTREMES} highest- and {NUM_EXTREMES} lowest-scoring unconditional samples.</p>
+{"".join(_samples_section(experiment_dir, arm) for arm in results)}
+</body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
