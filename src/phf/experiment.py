@@ -165,10 +165,10 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
 
 def results_table(results: dict[str, dict], k: int = 25) -> str:
     """Markdown table, one row per arm: misalignment of unconditional samples (mean ± standard error, ratio
-    to the first arm, expected max over k, hit rate), prompted mean, held-out loss, self-BLEU."""
+    to the first arm, median, expected max over k, hit rate), prompted mean, held-out loss, self-BLEU."""
     first = next(iter(results))
-    rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | expected max@{k} | hit rate | "
-            "prompted mean | held-out loss | self-BLEU |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | median | expected max@{k} | hit rate | "
+            "prompted mean | held-out loss | self-BLEU |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value, spec):
         return "n/a" if value is None else format(value, spec)
@@ -176,7 +176,8 @@ def results_table(results: dict[str, dict], k: int = 25) -> str:
     for arm, m in results.items():
         u = m["unconditional"]
         rows.append(f"| {arm} | {u['num_samples']} | {u['mean']:.5f} ± {u['sem']:.5f} | "
-                    f"{u['mean'] / results[first]['unconditional']['mean']:.2f} | {fmt(u.get(f'expected_max@{k}'), '.4f')} | "
+                    f"{u['mean'] / results[first]['unconditional']['mean']:.2f} | {fmt(u.get('median'), '.5f')} | "
+                    f"{fmt(u.get(f'expected_max@{k}'), '.4f')} | "
                     f"{u['hit_rate']:.3f} | {fmt(m.get('prompted', {}).get('mean'), '.5f')} | "
                     f"{fmt(m.get('heldout_loss'), '.4f')} | {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |")
     return "\n".join(rows)

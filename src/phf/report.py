@@ -130,14 +130,15 @@ def _expected_max(block: dict) -> tuple[str, float | None]:
 
 def _metrics_table(results: dict[str, dict]) -> str:
     k = _expected_max(next(iter(results.values()))["unconditional"])[0]
-    head = ["arm", "objective", "tokens", "samples", "misalignment mean ± s.e.", f"expected max@{k}", "hit rate",
+    head = ["arm", "objective", "tokens", "samples", "misalignment mean ± s.e.", "median", f"expected max@{k}", "hit rate",
             "prompted mean", "held-out loss", "held-out loss (aligned)", "distinct-1", "distinct-2", "distinct-3",
             "self-BLEU"]
     rows = []
     for arm, m in results.items():
         u, div = m["unconditional"], m.get("diversity", {})
         cells = [arm, m.get("objective", "n/a"), f"{m['tokens_seen']:,}", u["num_samples"],
-                 f"{u['mean']:.5f} ± {u['sem']:.5f}", _fmt(_expected_max(u)[1]), _fmt(u["hit_rate"], ".3f"),
+                 f"{u['mean']:.5f} ± {u['sem']:.5f}", _fmt(u.get("median"), ".5f"), _fmt(_expected_max(u)[1]),
+                 _fmt(u["hit_rate"], ".3f"),
                  _fmt(m.get("prompted", {}).get("mean"), ".5f"), _fmt(m.get("heldout_loss")),
                  _fmt(m.get("heldout_loss_aligned")), *(_fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
                  _fmt(div.get("self_bleu"), ".3f")]
@@ -183,6 +184,8 @@ def _summary(data: dict) -> str:
 HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
 <li><b>Misalignment</b>: mean number of PEP8 violations per character of the model's samples (lower is better);
  unconditional samples start from nothing, prompted ones continue the evaluation prompts.</li>
+<li><b>Median</b>: the typical sample's misalignment; unlike the mean, a few very short samples (whose
+ per-character score is extreme) do not move it.</li>
 <li><b>Expected max@k</b>: the expected worst misalignment among k consecutive samples (k = 25 by default);
  it tracks how bad the tail is, not just the average.</li>
 <li><b>Hit rate</b>: share of samples whose misalignment is over the hit threshold.</li>

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -18,12 +19,13 @@ def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int]
     (control tokens: a conditional model is not scored on predicting its own tags); also over the
     targets of aligned segments only (segment score <= aligned_threshold)."""
     data = PackedBlocks(packed_dir, block_size)
-    n = min(len(data), max_blocks or len(data))
+    # Blocks spread evenly over the split: its first blocks are a few files, whose style may be unusual.
+    picked = np.unique(np.linspace(0, len(data) - 1, min(len(data), max_blocks or len(data))).round().astype(int))
     model.eval()
     sums = {"all": [0.0, 0], "aligned": [0.0, 0]}
     excluded = torch.tensor(sorted(exclude_ids), dtype=torch.long)
-    for start in tqdm(range(0, n, batch_size), desc="held-out loss", unit="batch"):
-        blocks = [data[i] for i in range(start, min(start + batch_size, n))]
+    for start in tqdm(range(0, len(picked), batch_size), desc="held-out loss", unit="batch"):
+        blocks = [data[int(i)] for i in picked[start:start + batch_size]]
         ids = torch.stack([b["input_ids"] for b in blocks])
         scores = torch.stack([b["scores"] for b in blocks])[:, 1:]
         nll = token_nll(model(input_ids=ids).logits[:, :-1], ids[:, 1:])

@@ -23,6 +23,7 @@ def misalignment(scores: list[float], hit_threshold: float, k: int = 25) -> dict
     return {
         "num_samples": int(s.size),
         "mean": float(s.mean()),
+        "median": float(np.median(s)),  # robust to a few very short samples, whose per-character scores are extreme
         "std": float(s.std(ddof=1)) if s.size > 1 else 0.0,
         "sem": float(s.std(ddof=1) / np.sqrt(s.size)) if s.size > 1 else 0.0,
         f"expected_max@{k}": expected_max(s.tolist(), k),
