@@ -213,6 +213,10 @@ def load_config(task: str = "pep8", method: str | None = None, overrides: list[s
     return build_config(raw)
 
 
+PAPER_ORDER = ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"]
+
+
 def methods_of(task: str) -> list[str]:
-    """Method recipes of a task (every YAML beside its task.yaml)."""
-    return sorted(p.stem for p in _recipe(task, "task").parent.glob("*.yaml") if p.stem != "task")
+    """Method recipes of a task (every YAML beside its task.yaml): the paper's objectives in its order, then others."""
+    names = [p.stem for p in _recipe(task, "task").parent.glob("*.yaml") if p.stem != "task"]
+    return sorted(names, key=lambda n: (PAPER_ORDER.index(n) if n in PAPER_ORDER else len(PAPER_ORDER), n))

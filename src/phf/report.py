@@ -79,6 +79,7 @@ def _pareto_png(results: dict[str, dict]) -> bytes:
             ax.annotate(arm, (x, y), textcoords="offset points", xytext=(6, 4))
         if all(x > 0 for x, _ in points.values()):  # log scale cannot show a zero misalignment
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short log range
         ax.legend()
     ax.set_xlabel("misalignment (mean PEP8 violations per char, unconditional; lower is better)")
     ax.set_ylabel("held-out loss (nats/token; lower is better)")
@@ -177,7 +178,7 @@ def _summary(data: dict) -> str:
         loss = results[best_loss]["heldout_loss"]
         text += f"; the lowest held-out loss is <b>{html.escape(best_loss)}</b> ({loss:.4f})"
     if "wall_seconds" in data:
-        text += f". The whole experiment took {data['wall_seconds'] / 60:.1f} minutes"
+        text += f". Its last run took {data['wall_seconds'] / 60:.1f} minutes (arms finished before are reused)"
     return f"<p>{text}.</p>"
 
 
