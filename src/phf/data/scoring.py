@@ -39,12 +39,12 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _score_shard(scorer_name: str, root: str, doc_paths: list[str], out_stem: str) -> tuple[int, list]:
-    """Worker: read, segment and score one shard's documents; write the shard. Returns (scored, skipped)."""
+def _score_shard(scorer_name: str, docs: list[tuple[str, str]], out_stem: str) -> tuple[int, list]:
+    """Worker: read, segment and score one shard's (path, doc_id) documents; write the shard.
+    Returns (scored, skipped)."""
     scorer = get_scorer(scorer_name)
     rows, skipped = [], []
-    for path in doc_paths:
-        doc_id = Path(path).name if Path(root).is_file() else Path(path).relative_to(root).as_posix()
+    for path, doc_id in docs:
         try:
             with open(path, encoding="utf-8", newline="") as f:  # newline="" keeps "\r\n" as it is
                 text = f.read()
@@ -87,7 +87,7 @@ def score_corpus(corpus: Corpus, data_dir: Path, scorer_name: str, heldout_fract
     jobs, done_docs = [], 0
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
-        mine = [str(p) for p in paths if split_of(corpus.doc_id(p), heldout_fraction) == split]
+        mine = [(str(p), corpus.doc_id(p)) for p in paths if split_of(corpus.doc_id(p), heldout_fraction) == split]
         if not mine:
             raise ValueError(f"the {split} split of {corpus.root} is empty ({len(paths)} files, "
                              f"heldout_fraction={heldout_fraction}); use more documents or another fraction")
@@ -96,7 +96,7 @@ def score_corpus(corpus: Corpus, data_dir: Path, scorer_name: str, heldout_fract
             if stem.with_suffix(".json").exists():
                 done_docs += len(mine[i:i + shard_size])
             else:
-                jobs.append((scorer_name, str(corpus.root), mine[i:i + shard_size], str(stem)))
+                jobs.append((scorer_name, mine[i:i + shard_size], str(stem)))
 
     workers = num_workers or os.cpu_count() or 1
     with tqdm(total=len(paths), initial=done_docs, desc=f"scoring ({scorer_name}, {workers} processes)", unit="doc") as bar:
