@@ -85,3 +85,33 @@ def test_rwr_is_awr_with_alpha_one_and_no_value_head():
     rwr, _ = RWR(beta=0.3)(logits, targets, scores)
     awr, _ = AWR(alpha=1.0, beta=0.3)(logits, targets, scores, torch.zeros(2, 5))
     assert rwr.item() == pytest.approx(awr.item(), rel=1e-6)
+
+
+def test_trainer_shifts_scores_and_values_once():
+    """Position j-1 predicts token j: its loss is weighed by token j's score, and the value that
+    predicts token j's reward is the value head's output at position j-1 (PHF.md)."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from transformers import GPT2Config
+
+    from phf.training.trainer import PHFTrainer
+    from phf.training.value_head import GPT2WithValueHead
+
+    seen = {}
+
+    def spy(logits, targets, scores, values):
+        seen.update(logits=logits, targets=targets, scores=scores, values=values)
+        return logits.sum() * 0, {}
+
+    torch.manual_seed(0)
+    model = GPT2WithValueHead(GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2)).eval()
+    ids, scores = torch.randint(0, 11, (2, 6)), torch.rand(2, 6)
+    PHFTrainer.compute_loss(SimpleNamespace(objective=spy, _metrics=defaultdict(list)), model,
+                            {"input_ids": ids, "scores": scores})
+    out = model(input_ids=ids)
+    assert torch.equal(seen["targets"], ids[:, 1:])
+    assert torch.equal(seen["scores"], scores[:, 1:])
+    assert torch.allclose(seen["logits"], out.logits[:, :-1])
+    assert torch.allclose(seen["values"], out["value_predictions"][:, :-1])
+    assert (seen["values"] <= 0).all() and (seen["values"] >= -1).all()  # -sigmoid: rewards are <= 0
