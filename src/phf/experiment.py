@@ -166,12 +166,11 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
 def results_table(results: dict[str, dict], k: int = 25) -> str:
     """Markdown table, one row per arm: misalignment of unconditional samples (mean ± standard error, ratio
     to the first arm, median, expected max over k, hit rate), prompted mean, held-out loss, self-BLEU."""
+    from phf.report import fmt
+
     first = next(iter(results))
     rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | median | expected max@{k} | hit rate | "
             "prompted mean | held-out loss | self-BLEU |", "|---|---|---|---|---|---|---|---|---|---|"]
-
-    def fmt(value, spec):
-        return "n/a" if value is None else format(value, spec)
 
     for arm, m in results.items():
         u = m["unconditional"]

@@ -119,7 +119,8 @@ def _curves_png(experiment_dir: Path, results: dict[str, dict]) -> tuple[bytes, 
     return _png(fig), not curves
 
 
-def _fmt(value, spec: str = ".4f") -> str:
+def fmt(value, spec: str = ".4f") -> str:
+    """A number in `spec`, or n/a where an arm lacks the metric."""
     return "n/a" if value is None else format(value, spec)
 
 
@@ -138,11 +139,11 @@ def _metrics_table(results: dict[str, dict]) -> str:
     for arm, m in results.items():
         u, div = m["unconditional"], m.get("diversity", {})
         cells = [arm, m.get("objective", "n/a"), f"{m['tokens_seen']:,}", u["num_samples"],
-                 f"{u['mean']:.5f} ± {u['sem']:.5f}", _fmt(u.get("median"), ".5f"), _fmt(_expected_max(u)[1]),
-                 _fmt(u["hit_rate"], ".3f"),
-                 _fmt(m.get("prompted", {}).get("mean"), ".5f"), _fmt(m.get("heldout_loss")),
-                 _fmt(m.get("heldout_loss_aligned")), *(_fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
-                 _fmt(div.get("self_bleu"), ".3f")]
+                 f"{u['mean']:.5f} ± {u['sem']:.5f}", fmt(u.get("median"), ".5f"), fmt(_expected_max(u)[1]),
+                 fmt(u["hit_rate"], ".3f"),
+                 fmt(m.get("prompted", {}).get("mean"), ".5f"), fmt(m.get("heldout_loss")),
+                 fmt(m.get("heldout_loss_aligned")), *(fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
+                 fmt(div.get("self_bleu"), ".3f")]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return (f'<div class="scroll"><table id="metrics-table"><thead><tr>{header}</tr></thead>'
