@@ -31,6 +31,7 @@ def test_bad_input_gives_one_line_errors(tmp_path):
     assert "no recipe 'dpo'" in error_of(["train", "--method", "dpo"])
     assert "objective.name" in error_of(["train", "objective.name=dpo"])
     assert "no model in" in error_of(["sample", "--model", str(tmp_path)])
+    assert "0 < FRACTION < 1" in error_of(["experiment", "--finetune", "conditional@1.5", "--output", str(tmp_path)])
 
 
 def test_malformed_prompt_line_is_named(tmp_path, data_dir):

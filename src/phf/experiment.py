@@ -55,7 +55,10 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
             try:
                 fraction = float(fraction)
             except ValueError:
-                raise ConfigError(f"--finetune {spec!r}: expected METHOD@FRACTION, e.g. conditional@0.5") from None
+                fraction = -1.0
+            if not 0 < fraction < 1:
+                raise ConfigError(f"--finetune {spec!r}: expected METHOD@FRACTION with 0 < FRACTION < 1, "
+                                  "e.g. conditional@0.5")
             base = arms["mle" + suffix]
             base.cfg.training.snapshot_at = sorted({*base.cfg.training.snapshot_at, fraction})
             snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
