@@ -75,7 +75,7 @@ def _context_ids(loaded: LoadedModel, prompt: str) -> list[int]:
 def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: str = "sampling") -> list[str]:
     """One continuation per entry of `prompts` ("" = unconditional); control tokens stripped, cut at EOS."""
     tok, model = loaded.tokenizer, loaded.model
-    control = set(control_ids(tok))
+    aligned, misaligned = control_ids(tok)
     room = model.config.n_positions - cfg.max_new_tokens  # context the model has positions for
     if room < 2:
         raise ValueError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
@@ -93,12 +93,12 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
             input_ids=input_ids, attention_mask=attention_mask, do_sample=True,
             temperature=cfg.temperature, top_p=cfg.top_p, top_k=0, max_new_tokens=cfg.max_new_tokens,
             eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, use_cache=True,
-            suppress_tokens=[control_ids(tok)[1]] if loaded.conditional else None,
+            suppress_tokens=[misaligned] if loaded.conditional else None,
         )
         for row in out[:, width:].tolist():
             if tok.eos_token_id in row:
                 row = row[:row.index(tok.eos_token_id)]
-            texts.append(tok.decode([t for t in row if t not in control], skip_special_tokens=False))
+            texts.append(tok.decode([t for t in row if t not in (aligned, misaligned)], skip_special_tokens=False))
     return texts
 
 
