@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PERCENTILE = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
@@ -58,12 +58,22 @@ class ScorerConfig(Section):
     batch_size: int = Field(256, gt=0, description="Segments scored per call of the scorer.")
     num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.")
     shard_size: int = Field(64, gt=0, description="Documents per output shard; a killed run resumes at shard granularity.")
+    attributes: list[str] = Field([], description="More attributes scored on the same segments as scorer.name, one score each per segment (built-in names or module:function, with their default settings). Conditional training tags every attribute (objective.attribute_thresholds); evaluation reports each attribute's misalignment.")
 
     @field_validator("name")
     @classmethod
     def _known(cls, v):
         if v not in BUILTIN_SCORERS and ":" not in v:
             raise ValueError(f"unknown scorer {v!r}; built-in: {', '.join(BUILTIN_SCORERS)}, or module:function")
+        return v
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, v):
+        for name in v:
+            cls._known(name)
+        if len(set(v)) != len(v):
+            raise ValueError(f"an attribute is listed twice: {v}")
         return v
 
 
@@ -88,6 +98,9 @@ class ObjectiveConfig(Section):
     threshold: float | str = Field(0.0, description="Conditional / unlikelihood: a segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores.")
     filter_threshold: float | str = Field("p90", description="Filtering: drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
     drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Conditional: share of segments given no control token.")
+    num_levels: int = Field(2, ge=2, le=100, description="Conditional: control tokens per attribute, K. Level 0 (aligned) is score <= threshold; the other segments are split into K-1 levels at equal quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = 100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
+    attribute_thresholds: list[float | str] = Field([], description="Conditional: the aligned threshold of each of scorer.attributes, in order (a number or 'pNN'), as objective.threshold is for scorer.name.")
+    cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Conditional: train the last share of the token budget without control tokens (MeCo's cooldown), to measure what conditioning costs and keeps; sampling still starts from the aligned tokens.")
     alpha: float = Field(1.0, ge=0, le=1, description="Unlikelihood: weight of the unlikelihood term. AWR: weight of the policy loss against the value loss.")
     beta: float = Field(1.0, gt=0, description="RWR / AWR: temperature of the weights exp(R / beta) or exp(A / beta).")
     max_weight: float = Field(1000.0, gt=0, description="RWR / AWR: weights are clipped above at this value.")
@@ -101,6 +114,11 @@ class ObjectiveConfig(Section):
             except ValueError:
                 raise ValueError(f"expected a number or a percentile like 'p95', got {v!r}") from None
         return v
+
+    @field_validator("attribute_thresholds")
+    @classmethod
+    def _numbers_or_percentiles(cls, v):
+        return [cls._number_or_percentile(t) for t in v]
 
 
 class TrainingConfig(Section):
@@ -135,6 +153,7 @@ class SamplingConfig(Section):
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass (paper: 0.9).")
     batch_size: int = Field(64, gt=0, description="Samples generated per forward pass.")
     seed: int = Field(0, description="Seed of the sampler.")
+    guidance: float = Field(0.0, ge=0, description="Conditional models: classifier-free guidance weight w, next-token log-probabilities l = l_aligned + w (l_aligned - l_misaligned), where l_misaligned conditions on the worst level of every attribute; 0 = plain conditional sampling (transformers' guidance_scale = 1 + w). Costs a second forward pass per token.")
 
 
 class EvaluationConfig(Section):
@@ -177,6 +196,13 @@ class Config(Section):
     sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     redteam: RedTeamConfig = RedTeamConfig()
+
+    @model_validator(mode="after")
+    def _one_threshold_per_attribute(self):
+        if self.objective.name == "conditional" and len(self.objective.attribute_thresholds) != len(self.scorer.attributes):
+            raise ValueError(f"objective.attribute_thresholds needs one threshold per scorer.attributes entry "
+                             f"({self.scorer.attributes}), got {self.objective.attribute_thresholds}")
+        return self
 
 
 def _recipe(task: str, name: str) -> Path:
@@ -237,6 +263,8 @@ def _explain(err: ValidationError) -> str:
             for part in e["loc"][:-1]:
                 section = section.model_fields[part].annotation
             lines.append(f"unknown key {key!r}; allowed: {', '.join(section.model_fields)}")
+        elif not key:  # a check across sections: its message names the keys
+            lines.append(e["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(dict.fromkeys(lines))
