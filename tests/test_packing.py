@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from phf.data.control import ControlScheme
 from phf.data.packing import PackedBlocks, Transform, pack, resolve_threshold
 from phf.data.scoring import SCHEMA
 from phf.data.tokenizer import ALIGNED, MISALIGNED, train_bpe
@@ -16,6 +17,8 @@ DOCS = [
     {"doc_id": "b", "texts": ["worse  line\n"], "scores": [0.5]},
     {"doc_id": "c", "texts": ["fine\n", "fine\n", "ok\n"], "scores": [0.0, 0.0, 0.1]},
 ]
+
+PAPER = ControlScheme(((ALIGNED, MISALIGNED),), ((0.0,),))  # the paper's tokens, threshold 0
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +66,18 @@ def test_mle_packing_keeps_text_and_gives_each_token_its_segment_score(scored, t
 def test_conditional_tags_every_segment_and_zero_is_a_real_threshold(scored, tmp_path):
     root, tok = scored
     aligned, misaligned = tok.convert_tokens_to_ids([ALIGNED, MISALIGNED])
-    meta, ids, _ = packed(root, tok, Transform(control_threshold=0.0), tmp_path)
+    meta, ids, _ = packed(root, tok, Transform(control=PAPER), tmp_path)
     tags = [t for t in ids if t in (aligned, misaligned)]
     # segment scores in order: 0, .2 | .5 | 0, 0, .1  -> aligned iff score <= 0
     assert tags == [aligned, misaligned, misaligned, aligned, aligned, misaligned]
     assert ids[0] == aligned and ids[1:1 + len(encode(tok, "good line\n"))] == encode(tok, "good line\n")
-    assert meta["control_aligned"] == 3 and meta["control_misaligned"] == 3
+    assert meta["control_tokens"] == {ALIGNED: 3, MISALIGNED: 3}
 
 
 def test_drop_token_fraction_one_leaves_no_tags(scored, tmp_path):
     root, tok = scored
     aligned, misaligned = tok.convert_tokens_to_ids([ALIGNED, MISALIGNED])
-    _, ids, _ = packed(root, tok, Transform(control_threshold=0.0, drop_token_fraction=1.0), tmp_path)
+    _, ids, _ = packed(root, tok, Transform(control=PAPER, drop_token_fraction=1.0), tmp_path)
     assert aligned not in ids and misaligned not in ids
 
 

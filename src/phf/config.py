@@ -202,6 +202,8 @@ class Config(Section):
         if self.objective.name == "conditional" and len(self.objective.attribute_thresholds) != len(self.scorer.attributes):
             raise ValueError(f"objective.attribute_thresholds needs one threshold per scorer.attributes entry "
                              f"({self.scorer.attributes}), got {self.objective.attribute_thresholds}")
+        if self.objective.cooldown_fraction and self.objective.name != "conditional":
+            raise ValueError("objective.cooldown_fraction drops control tokens: it needs objective.name=conditional")
         return self
 
 

@@ -7,8 +7,9 @@ the corpus: documents are read, tokenised and appended a batch at a time.
 
 Filtering and conditional training are transforms here, not losses (STYLE.md, point 2):
 - filtering drops documents with avg_score > threshold;
-- conditional training puts `<|aligned|>` (score <= threshold) or `<|misaligned|>` before each
-  segment, except for a random `drop_token_fraction` of segments.
+- conditional training puts its control tokens before each segment (`phf.data.control`: `<|aligned|>`
+  if score <= threshold else `<|misaligned|>` in the paper; graded or per-attribute tokens beyond it),
+  except for a random `drop_token_fraction` of segments.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import torch
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from phf.data.control import ATTRIBUTE_SCORES, ControlScheme, resolve
 from phf.data.scoring import read_scored, scored_files
-from phf.data.tokenizer import control_ids
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Transform:
     """What the packer does to the scored corpus. Thresholds are numbers here (percentiles resolved)."""
 
     filter_threshold: float | None = None  # drop documents with avg_score above it
-    control_threshold: float | None = None  # conditional training: tag segments against it
+    control: ControlScheme | None = None  # conditional training: tag segments
     drop_token_fraction: float = 0.0
     seed: int = 0
 
@@ -51,7 +52,7 @@ def resolve_threshold(value: float | str, data_dir: Path, column: str) -> float:
     values = read_scored(data_dir, "train", [column])[column].combine_chunks()
     if column == "scores":
         values = values.flatten()
-    return float(np.percentile(np.asarray(values), float(value[1:])))
+    return resolve(value, np.asarray(values))
 
 
 def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: Path, batch_docs: int = 256) -> dict:
@@ -63,20 +64,27 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.uint16 if len(tokenizer) <= 2**16 else np.uint32
     eos = tokenizer.eos_token_id
-    aligned, misaligned = control_ids(tokenizer)
+    control = transform.control
+    several = control is not None and len(control.tokens) > 1  # attributes beyond scorer.name
+    tag_ids = {t: tokenizer.get_vocab().get(t) for tokens in (control.tokens if control else ()) for t in tokens}
+    if None in tag_ids.values():
+        raise ValueError(f"the tokenizer lacks control tokens {[t for t, i in tag_ids.items() if i is None]}; "
+                         "load it with phf.data.tokenizer.load_tokenizer(..., control_tokens)")
     rng = np.random.default_rng(transform.seed)
     # The Rust tokenizer directly, without offsets (twice as fast on many short segments), and with
     # special tokens encoded as text: a literal "<|endoftext|>" in a document is not EOS.
     encoder = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     encoder.encode_special_tokens = True
     stats = {"documents": 0, "documents_filtered": 0, "tokens": 0, "aligned_tokens": 0,
-             "control_aligned": 0, "control_misaligned": 0}
+             "control_tokens": dict.fromkeys(tag_ids, 0)}
+    aligned_bound = control.cuts[0][0] if control else 0.0
     files = scored_files(data_dir, split)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    columns = ["texts", "scores", "avg_score"] + ([ATTRIBUTE_SCORES] if several else [])
     with open(out_dir / "tokens.bin.tmp", "wb") as tok_f, open(out_dir / "scores.bin.tmp", "wb") as score_f, \
             tqdm(total=rows, desc=f"packing {split}", unit="doc") as bar:
         for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_docs, columns=["texts", "scores", "avg_score"]):
+            for batch in pq.ParquetFile(path).iter_batches(batch_docs, columns=columns):
                 docs = batch.to_pydict()
                 bar.update(len(docs["texts"]))
                 keep = [i for i, avg in enumerate(docs["avg_score"])
@@ -86,13 +94,16 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
                 encoded = iter(e.ids for e in encoder.encode_batch_fast(segments, add_special_tokens=False))
                 ids, scores = [], []
                 for i in keep:
-                    for score in docs["scores"][i]:
+                    others = docs[ATTRIBUTE_SCORES][i] if several else [[]] * len(docs["scores"][i])
+                    for score, other_scores in zip(docs["scores"][i], others, strict=True):
                         seg_ids = next(encoded)
-                        if transform.control_threshold is not None and rng.random() >= transform.drop_token_fraction:
-                            is_aligned = score <= transform.control_threshold  # 0 is a real threshold
-                            seg_ids = [aligned if is_aligned else misaligned, *seg_ids]
-                            stats["control_aligned" if is_aligned else "control_misaligned"] += 1
+                        if control is not None and rng.random() >= transform.drop_token_fraction:
+                            tags = control.tags([score, *other_scores])
+                            seg_ids = [*(tag_ids[t] for t in tags), *seg_ids]
+                            for t in tags:
+                                stats["control_tokens"][t] += 1
                         ids.extend(seg_ids)
+                        # Tags carry their segment's score (the scorer.name one: the reward of every objective).
                         scores.extend([score] * len(seg_ids))
                     ids.append(eos)
                     scores.append(0.0)
@@ -101,7 +112,7 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
                 score_f.write(scores_arr.tobytes())
                 stats["documents"] += len(keep)
                 stats["tokens"] += len(ids_arr)
-                stats["aligned_tokens"] += int((scores_arr <= (transform.control_threshold or 0.0)).sum())
+                stats["aligned_tokens"] += int((scores_arr <= aligned_bound).sum())
     if stats["tokens"] == 0:
         raise ValueError(f"packing {split} produced no tokens (every document filtered out?)")
     for name in ("tokens.bin", "scores.bin"):

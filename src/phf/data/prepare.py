@@ -8,6 +8,7 @@ from typing import Iterator
 import pyarrow.parquet as pq
 
 from phf.config import Config
+from phf.data.control import build_scheme, control_tokens
 from phf.data.packing import Transform, pack, resolve_threshold
 from phf.data.scoring import scored_files
 from phf.data.tokenizer import load_tokenizer, train_bpe
@@ -27,14 +28,15 @@ def training_texts(data_dir: Path, max_chars: int) -> Iterator[str]:
 
 
 def prepare_tokenizer(cfg: Config, data_dir: Path):
-    """The configured pretrained tokenizer, or a BPE trained once on the training split and kept in `data_dir/tokenizer`."""
+    """The configured pretrained tokenizer, or a BPE trained once on the training split and kept in `data_dir/tokenizer`,
+    with the control tokens the objective uses (a graded or multi-attribute scheme adds its own)."""
     if cfg.tokenizer.pretrained:
-        return load_tokenizer(cfg.tokenizer.pretrained), cfg.tokenizer.pretrained
+        return load_tokenizer(cfg.tokenizer.pretrained, control_tokens(cfg)), cfg.tokenizer.pretrained
     out = Path(data_dir) / f"tokenizer-bpe{cfg.tokenizer.vocab_size}"
     if not (out / "tokenizer.json").exists():
         print(f"training a {cfg.tokenizer.vocab_size}-token byte-level BPE on the training split -> {out}")
         train_bpe(training_texts(data_dir, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size, out)
-    return load_tokenizer(str(out)), str(out)
+    return load_tokenizer(str(out), control_tokens(cfg)), str(out)
 
 
 def train_transform(cfg: Config, data_dir: Path) -> Transform:
@@ -43,8 +45,8 @@ def train_transform(cfg: Config, data_dir: Path) -> Transform:
     if obj.name == "filtering":
         return Transform(filter_threshold=resolve_threshold(obj.filter_threshold, data_dir, "avg_score"))
     if obj.name == "conditional":
-        return Transform(control_threshold=resolve_threshold(obj.threshold, data_dir, "scores"),
-                         drop_token_fraction=obj.drop_token_fraction, seed=cfg.training.seed)
+        return Transform(control=build_scheme(cfg, data_dir), drop_token_fraction=obj.drop_token_fraction,
+                         seed=cfg.training.seed)
     return Transform()
 
 
@@ -52,11 +54,14 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) ->
     """Packed streams (cached by transform), by name:
     train           the training split as the objective sees it;
     heldout         the held-out split as it is: never filtered, no control tokens, the same for every objective;
-    heldout_tagged  conditional only: the held-out split with its true control tokens (none dropped)."""
+    heldout_tagged  conditional only: the held-out split with its true control tokens (none dropped);
+    train_untagged  conditional with objective.cooldown_fraction: the training split without control tokens."""
     train = train_transform(cfg, data_dir)
     wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
-    if train.control_threshold is not None:
-        wanted["heldout_tagged"] = ("heldout", Transform(control_threshold=train.control_threshold))
+    if train.control is not None:
+        wanted["heldout_tagged"] = ("heldout", Transform(control=train.control))
+    if cfg.objective.cooldown_fraction:
+        wanted["train_untagged"] = ("train", Transform())
     dirs = {}
     for name, (split, transform) in wanted.items():
         dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id)}"

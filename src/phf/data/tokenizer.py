@@ -1,5 +1,6 @@
 """Tokenizer: a byte-level BPE trained on the training split, or a pretrained one, always with
-EOS and the two control tokens of conditional training as special tokens."""
+EOS and the two control tokens of conditional training as special tokens (and, for graded or
+multi-attribute conditional training, its own control tokens: `phf.data.control`)."""
 
 from __future__ import annotations
 
@@ -32,24 +33,20 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: Path) -> PreTraine
     return load_tokenizer(str(out_dir))
 
 
-def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
+def load_tokenizer(name_or_path: str, control_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """Load a tokenizer (a path, or a hub name for users online) and make sure it has EOS, a pad
-    token and both control tokens. Control tokens added here are new rows of the embedding,
-    initialised by `phf.training.model.build_model`."""
+    token, the paper's two control tokens and `control_tokens`. Control tokens added here are new
+    rows of the embedding, initialised by `phf.training.model.build_model`."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer {name_or_path!r} has no EOS token; phf separates documents with it")
-    missing = [t for t in CONTROL_TOKENS if t not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in dict.fromkeys([*CONTROL_TOKENS, *control_tokens]) if t not in vocab]
     if missing:
         tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def control_ids(tokenizer) -> tuple[int, int]:
-    """(aligned id, misaligned id)."""
-    return tuple(tokenizer.convert_tokens_to_ids(list(CONTROL_TOKENS)))

@@ -23,8 +23,8 @@ def log_spaced_steps(max_steps: int, points: int) -> set[int]:
 
 
 class MisalignmentCurve(TrainerCallback):
-    def __init__(self, cfg: Config, tokenizer, conditional: bool, path: Path, tokens_already: int, tokens_per_step: int):
-        self.cfg, self.tokenizer, self.conditional, self.path = cfg, tokenizer, conditional, Path(path)
+    def __init__(self, cfg: Config, tokenizer, info: dict, path: Path, tokens_already: int, tokens_per_step: int):
+        self.cfg, self.tokenizer, self.info, self.path = cfg, tokenizer, info, Path(path)
         self.tokens_already, self.tokens_per_step = tokens_already, tokens_per_step
         self.scorer = get_scorer(cfg.scorer)
         self.steps: set[int] = set()
@@ -37,7 +37,7 @@ class MisalignmentCurve(TrainerCallback):
             return
         model.eval()
         try:
-            texts = sample(LoadedModel(model, self.tokenizer, self.conditional, {}), self.cfg.sampling,
+            texts = sample(LoadedModel(model, self.tokenizer, self.info), self.cfg.sampling,
                            [""] * self.cfg.evaluation.curve_samples, desc=f"curve point at step {state.global_step}")
         finally:
             model.train()

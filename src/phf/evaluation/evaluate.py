@@ -8,7 +8,7 @@ from pathlib import Path
 
 from phf.config import Config
 from phf.data.prepare import prepare_packed, prepare_tokenizer
-from phf.data.tokenizer import control_ids
+from phf.data.control import control_ids
 from phf.evaluation.diversity import diversity
 from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.kl import kl_from_reference
@@ -23,7 +23,7 @@ def capability(model, cfg: Config, data_dir: Path) -> dict:
     objective), on its aligned segments only, and for conditional models also with the true tags."""
     tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
     packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
-    ev, control = cfg.evaluation, set(control_ids(tokenizer))
+    ev, control = cfg.evaluation, control_ids(tokenizer, cfg)
     plain = heldout_loss(model, packed["heldout"], cfg.model.block_size, control, ev.aligned_threshold,
                          max_blocks=ev.heldout_blocks)
     out = {"heldout_loss": plain["loss"], "heldout_loss_aligned": plain["loss_aligned"], "heldout_tokens": plain["tokens"]}

@@ -2,7 +2,7 @@
 
 Sampling is phf's own sampler (`phf.sampling.generate.sample`). Scoring treats every text as a whole
 document: log p(text | document start), where the document start is the tokenizer's BOS token, or else
-its EOS token (phf documents follow an EOS in training), then `<|aligned|>` for a conditional phf model
+its EOS token (phf documents follow an EOS in training), then the aligned control tokens of a conditional phf model
 (the paper's KL evaluation of conditional models). Texts longer than the context window are scored
 with a sliding window: every token once, with at least half a window of left context."""
 
@@ -14,7 +14,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phf.config import SamplingConfig
-from phf.data.tokenizer import control_ids
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.sampling.generate import LoadedModel, load_model, sample
 
@@ -27,7 +26,7 @@ def _load(model: str) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"cannot load model {model!r}: no such folder, and the hub says: {e}") from None
-    return LoadedModel(hf_model, tokenizer, False, {})
+    return LoadedModel(hf_model, tokenizer, {})
 
 
 def _context_window(config) -> int:
@@ -61,7 +60,7 @@ class LocalLM(LanguageModel):
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if start is None:
             raise ValueError(f"tokenizer of {model} has neither a BOS nor an EOS token to start a document with")
-        self.context = [start] + ([control_ids(tok)[0]] if self.loaded.conditional else [])
+        self.context = [start] + self.loaded.control("aligned")
         if self.window <= len(self.context):
             raise ValueError(f"{model}: a context window of {self.window} tokens leaves no room for text")
 

@@ -1,5 +1,6 @@
-"""Batched sampling with a KV cache. A conditional model starts every sample from `<|aligned|>`,
-may never emit `<|misaligned|>`, and has its control tokens stripped from the text (PHF.md, objective 3)."""
+"""Batched sampling with a KV cache. A conditional model starts every sample (and every line of a prompt)
+from its aligned control tokens, may never emit another level's token, and has its control tokens stripped
+from the text (PHF.md, objective 3); with `sampling.guidance`, it is also steered away from its worst level."""
 
 from __future__ import annotations
 
@@ -9,19 +10,33 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, SuppressTokensLogitsProcessor,
+                          TemperatureLogitsWarper, TopPLogitsWarper)
 
 from phf.config import SamplingConfig
-from phf.data.tokenizer import control_ids
+from phf.data.tokenizer import ALIGNED, MISALIGNED
+from phf.sampling.guidance import MisalignedGuidance
 from phf.training.train import PHF_INFO
+
+PAPER_TOKENS = {"aligned": [ALIGNED], "worst": [MISALIGNED], "all": [ALIGNED, MISALIGNED]}  # phf.json before graded tokens
 
 
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
-    conditional: bool
     info: dict
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.info.get("conditional"))
+
+    def control(self, which: str) -> list[int]:
+        """Ids of a conditional model's control tokens: "aligned" (level 0 of each attribute), "worst" or "all"."""
+        if not self.conditional:
+            return []
+        names = self.info.get("control_tokens", PAPER_TOKENS)[which]
+        return self.tokenizer.convert_tokens_to_ids(names)
 
 
 def load_model(model_dir: str | Path) -> LoadedModel:
@@ -33,7 +48,7 @@ def load_model(model_dir: str | Path) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     info_path = model_dir / PHF_INFO
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    return LoadedModel(model, tokenizer, bool(info.get("conditional")), info)
+    return LoadedModel(model, tokenizer, info)
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -57,25 +72,35 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def _context_ids(loaded: LoadedModel, prompt: str) -> list[int]:
-    """EOS (documents start after one in training), then `<|aligned|>` for a conditional model, then the prompt.
-    A conditional model's prompt gets `<|aligned|>` before each line, as every segment had in training."""
+def _context_ids(loaded: LoadedModel, prompt: str, level: str = "aligned") -> list[int]:
+    """EOS (documents start after one in training), then a conditional model's control tokens of `level`
+    ("aligned"; "worst" for guidance), then the prompt. A conditional model's prompt gets them before each
+    line, as every segment had in training."""
     tok = loaded.tokenizer
-    ids = [tok.eos_token_id]
-    aligned = control_ids(tok)[0]
+    ids, tags = [tok.eos_token_id], loaded.control(level)
     if not prompt:
-        return ids + ([aligned] if loaded.conditional else [])
+        return ids + tags
     lines = prompt.splitlines(keepends=True) if loaded.conditional else [prompt]
     for line in lines:
-        ids += ([aligned] if loaded.conditional else []) + tok(line, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids += tags + tok(line, add_special_tokens=False, split_special_tokens=True)["input_ids"]
     return ids
+
+
+def _left_padded(contexts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left padding: every row's last context token sits at the same position, so generation is batched."""
+    width = max(map(len, contexts))
+    return (torch.tensor([[pad] * (width - len(c)) + c for c in contexts]),
+            torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts]))
 
 
 @torch.no_grad()
 def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: str = "sampling") -> list[str]:
     """One continuation per entry of `prompts` ("" = unconditional); control tokens stripped, cut at EOS."""
     tok, model = loaded.tokenizer, loaded.model
-    aligned, misaligned = control_ids(tok)
+    if cfg.guidance and not loaded.conditional:
+        raise ValueError("sampling.guidance contrasts control tokens: it needs a model trained with conditional training")
+    control, aligned = set(loaded.control("all")), set(loaded.control("aligned"))
+    suppress = sorted(control - aligned)
     room = model.config.n_positions - cfg.max_new_tokens  # context the model has positions for
     if room < 2:
         raise ValueError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
@@ -84,21 +109,27 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     texts = []
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch"):
         # A prompt too long for the context keeps its end, the part the continuation follows.
-        contexts = [_context_ids(loaded, p)[-room:] for p in prompts[start:start + cfg.batch_size]]
-        width = max(map(len, contexts))
-        # Left padding: every row's last context token sits at the same position, so generation is batched.
-        input_ids = torch.tensor([[tok.eos_token_id] * (width - len(c)) + c for c in contexts])
-        attention_mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts])
-        out = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, do_sample=True,
-            temperature=cfg.temperature, top_p=cfg.top_p, top_k=0, max_new_tokens=cfg.max_new_tokens,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, use_cache=True,
-            suppress_tokens=[misaligned] if loaded.conditional else None,
-        )
+        batch = prompts[start:start + cfg.batch_size]
+        input_ids, attention_mask = _left_padded([_context_ids(loaded, p)[-room:] for p in batch], tok.eos_token_id)
+        common = dict(input_ids=input_ids, attention_mask=attention_mask, do_sample=True, top_k=0,
+                      max_new_tokens=cfg.max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id,
+                      use_cache=True)
+        if cfg.guidance:
+            # The misaligned context has the same length (one tag for one tag), so the same padding.
+            misaligned_ids, _ = _left_padded([_context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id)
+            # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
+            processors = LogitsProcessorList([
+                MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask),
+                SuppressTokensLogitsProcessor(suppress), TemperatureLogitsWarper(cfg.temperature),
+                TopPLogitsWarper(cfg.top_p)])
+            out = model.generate(**common, temperature=1.0, top_p=1.0, logits_processor=processors)
+        else:
+            out = model.generate(**common, temperature=cfg.temperature, top_p=cfg.top_p, suppress_tokens=suppress or None)
+        width = input_ids.shape[1]
         for row in out[:, width:].tolist():
             if tok.eos_token_id in row:
                 row = row[:row.index(tok.eos_token_id)]
-            texts.append(tok.decode([t for t in row if t not in (aligned, misaligned)], skip_special_tokens=False))
+            texts.append(tok.decode([t for t in row if t not in control], skip_special_tokens=False))
     return texts
 
 

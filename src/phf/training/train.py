@@ -15,8 +15,9 @@ from transformers.trainer_callback import ProgressCallback
 from phf.config import Config, TrainingConfig
 from phf.data.packing import PackedBlocks, resolve_threshold
 from phf.data.prepare import prepare_packed, prepare_tokenizer
-from phf.data.tokenizer import control_ids
+from phf.data.control import control_info
 from phf.objectives import NEEDS_VALUE_HEAD, build_objective
+from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model
 from phf.training.trainer import JsonlLogger, PHFTrainer, TokenProgress, last_checkpoint
 
@@ -76,6 +77,8 @@ def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> t
         report_to=t.report_to,
         seed=t.seed,
         remove_unused_columns=False,  # keep "scores" in the batch
+        # A cooldown run's dataset is its whole schedule, in order (training/cooldown.py)
+        train_sampling_strategy="sequential" if cfg.objective.cooldown_fraction else "random",
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,  # every objective trains every parameter: skip DDP's graph traversal
     )
@@ -145,8 +148,15 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
     # what it wrote (the data folder must be shared between nodes, like the run folder).
     with args.main_process_first(local=False, desc="tokenizer and packing"):
         tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
-        blocks = PackedBlocks(prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)["train"], cfg.model.block_size)
-    dataset = whole_batches(blocks, cfg.training.batch_size)
+        packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
+    blocks = PackedBlocks(packed["train"], cfg.model.block_size)
+    if cfg.objective.cooldown_fraction:
+        dataset = CooldownSchedule(blocks, PackedBlocks(packed["train_untagged"], cfg.model.block_size), args.max_steps,
+                                   cfg.training.batch_size, cfg.objective.cooldown_fraction, cfg.training.seed)
+        if main:
+            print(f"tag cooldown: steps {dataset.switch_step + 1}-{args.max_steps} train without control tokens")
+    else:
+        dataset = whole_batches(blocks, cfg.training.batch_size)
     threshold = resolve_threshold(cfg.objective.threshold, data_dir, "scores")
     set_seed(cfg.training.seed)  # the initial weights depend on the seed only (the same in every process)
     model = build_model(cfg.model, tokenizer, value_head=cfg.objective.name in NEEDS_VALUE_HEAD)
@@ -157,10 +167,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
               f"{len(dataset)} of {len(blocks)} blocks of {cfg.model.block_size}, bf16={args.bf16}, "
               f"{torch.get_num_threads()} threads, {args.world_size} process(es) x "
               f"{args.per_device_train_batch_size} sequences x {args.gradient_accumulation_steps} accumulation steps")
-    aligned, misaligned = control_ids(tokenizer)
-    info = InfoWriter({"objective": cfg.objective.name, "scorer": cfg.scorer.name,
-                       "conditional": cfg.objective.name == "conditional", "init_from": cfg.model.init_from,
-                       "aligned_token_id": aligned, "misaligned_token_id": misaligned},
+    conditional = cfg.objective.name == "conditional"
+    info = InfoWriter({"objective": cfg.objective.name, "scorer": cfg.scorer.name, "conditional": conditional,
+                       "init_from": cfg.model.init_from, **({"control_tokens": control_info(cfg)} if conditional else {})},
                       tokens_already, tokens_per_step)
     trainer = PHFTrainer(
         model=model, args=args, train_dataset=dataset,
@@ -180,7 +189,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
     if cfg.evaluation.curve_points and main:
         from phf.evaluation.curve import MisalignmentCurve  # sampling during training
 
-        trainer.add_callback(MisalignmentCurve(cfg, tokenizer, info.info["conditional"], run_dir / "curve.jsonl",
+        trainer.add_callback(MisalignmentCurve(cfg, tokenizer, info.info, run_dir / "curve.jsonl",
                                                tokens_already, tokens_per_step))
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TokenProgress)

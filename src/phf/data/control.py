@@ -1,0 +1,116 @@
+"""Control tokens of conditional training: which token goes before a segment, given its scores.
+
+The paper (PHF.md, objective 3) uses two tokens for one scorer: `<|aligned|>` when the segment's
+score is at most a threshold, else `<|misaligned|>`. Two generalisations from later work:
+- graded tokens (Quark, Lu et al. 2022): K levels per attribute. Level 0 is still score <= threshold,
+  so K=2 is the paper's scheme; the segments above it are split into K-1 levels at equal quantiles
+  of their scores (level K-1 is the worst);
+- several attributes (CTRL, SteerLM): one token per attribute before each segment, in the order
+  scorer.name, *scorer.attributes.
+Sampling starts every segment from the aligned token of each attribute (level 0); classifier-free
+guidance contrasts it with the worst level of each (`phf.sampling.guidance`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from phf.data.scoring import read_scored
+from phf.data.tokenizer import ALIGNED, MISALIGNED
+
+ATTRIBUTE_SCORES = "attribute_scores"  # scored-shard column: per segment, one score per scorer.attributes entry
+
+
+def attribute_names(cfg) -> list[str]:
+    """The attributes a config tags: the task's scorer, then scorer.attributes."""
+    return [cfg.scorer.name, *cfg.scorer.attributes]
+
+
+def level_tokens(attributes: list[str], num_levels: int) -> list[list[str]]:
+    """The control tokens of each attribute, best level first: the paper's two for one attribute and K=2,
+    else `<|NAME=LEVEL|>` (NAME: the scorer, the function's name for a module:function scorer)."""
+    if len(attributes) == 1 and num_levels == 2:
+        return [[ALIGNED, MISALIGNED]]
+    return [[f"<|{name.split(':')[-1]}={level}|>" for level in range(num_levels)] for name in attributes]
+
+
+def control_tokens(cfg) -> list[str]:
+    """Every control token a config's conditional training uses (none for other objectives)."""
+    if cfg.objective.name != "conditional":
+        return []
+    return [t for tokens in level_tokens(attribute_names(cfg), cfg.objective.num_levels) for t in tokens]
+
+
+@dataclass(frozen=True)
+class ControlScheme:
+    """Per attribute, its K tokens and the K-1 ascending upper bounds of levels 0..K-2 (level K-1: above them)."""
+
+    tokens: tuple[tuple[str, ...], ...]
+    cuts: tuple[tuple[float, ...], ...]
+
+    def levels(self, scores: list[float]) -> list[int]:
+        """One level per attribute for a segment's scores (a score equal to a bound is in the lower level)."""
+        return [bisect.bisect_left(cuts, score) for cuts, score in zip(self.cuts, scores, strict=True)]
+
+    def tags(self, scores: list[float]) -> list[str]:
+        return [tokens[level] for tokens, level in zip(self.tokens, self.levels(scores), strict=True)]
+
+    @property
+    def aligned(self) -> list[str]:
+        return [tokens[0] for tokens in self.tokens]
+
+    @property
+    def worst(self) -> list[str]:
+        return [tokens[-1] for tokens in self.tokens]
+
+
+def level_cuts(scores: np.ndarray, threshold: float, num_levels: int) -> tuple[float, ...]:
+    """(threshold, then the K-2 inner quantiles of the scores above it): K levels, the upper K-1 of equal size."""
+    above = scores[scores > threshold]
+    inner = np.quantile(above, np.arange(1, num_levels - 1) / (num_levels - 1)) if above.size else \
+        np.full(num_levels - 2, threshold)
+    return (float(threshold), *map(float, inner))
+
+
+def resolve(value: float | str, scores: np.ndarray) -> float:
+    """A threshold: a number, or 'pNN', the NN-th percentile of `scores`."""
+    return float(np.percentile(scores, float(value[1:]))) if isinstance(value, str) else float(value)
+
+
+def training_segment_scores(data_dir: Path, num_attributes: int) -> list[np.ndarray]:
+    """Every training segment's score for each attribute (scorer.name first)."""
+    columns = ["scores"] + ([ATTRIBUTE_SCORES] if num_attributes > 1 else [])
+    table = read_scored(data_dir, "train", columns)
+    out = [np.asarray(pc.list_flatten(table["scores"]))]
+    if num_attributes > 1:
+        flat = np.asarray(pc.list_flatten(pc.list_flatten(table[ATTRIBUTE_SCORES])))
+        out += [flat[i::num_attributes - 1] for i in range(num_attributes - 1)]
+    return out
+
+
+def build_scheme(cfg, data_dir: Path) -> ControlScheme:
+    """The control scheme of a conditional config, its thresholds and quantiles taken from the training split."""
+    obj = cfg.objective
+    attributes = attribute_names(cfg)
+    scores = training_segment_scores(data_dir, len(attributes))
+    thresholds = [obj.threshold, *obj.attribute_thresholds]
+    cuts = tuple(level_cuts(s, resolve(t, s), obj.num_levels) for s, t in zip(scores, thresholds, strict=True))
+    return ControlScheme(tuple(map(tuple, level_tokens(attributes, obj.num_levels))), cuts)
+
+
+def control_ids(tokenizer, cfg) -> set[int]:
+    """Ids of every control token in a config's tokenizer: the paper's two and the config's own."""
+    vocab = tokenizer.get_vocab()
+    return {vocab[t] for t in (ALIGNED, MISALIGNED, *control_tokens(cfg)) if t in vocab}
+
+
+def control_info(cfg) -> dict:
+    """What sampling needs to know of a conditional model's tokens (saved in its phf.json)."""
+    tokens = level_tokens(attribute_names(cfg), cfg.objective.num_levels)
+    return {"attributes": attribute_names(cfg), "aligned": [t[0] for t in tokens], "worst": [t[-1] for t in tokens],
+            "all": [t for levels in tokens for t in levels]}

@@ -1,0 +1,185 @@
+"""Beyond the paper's two tokens: graded and multi-attribute control tokens, tag cooldown, guidance."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from phf.config import ConfigError
+from phf.data.control import ATTRIBUTE_SCORES, build_scheme, control_tokens, level_cuts
+from phf.data.packing import PackedBlocks, Transform, pack
+from phf.data.prepare import prepare_tokenizer
+from phf.data.scoring import SCHEMA, read_scored
+from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
+from phf.sampling.generate import _context_ids, _left_padded, load_model, sample
+from phf.sampling.guidance import MisalignedGuidance
+from phf.training import trainer as trainer_module
+from phf.training.cooldown import CooldownSchedule
+from phf.training.train import train
+from tests.conftest import tiny_config
+
+
+def stream(out_dir):
+    meta = json.loads((out_dir / "meta.json").read_text())
+    return meta, np.fromfile(out_dir / "tokens.bin", dtype=meta["dtype"]).tolist()
+
+
+def test_levels_split_the_scores_above_the_threshold_at_equal_quantiles():
+    scores = np.array([0, 0, 0, 0, 1, 2, 3, 4, 5, 6], dtype=float)
+    assert level_cuts(scores, 0.0, 2) == (0.0,)  # K=2: the paper's single threshold
+    cuts = level_cuts(scores, 0.0, 4)
+    assert cuts == pytest.approx((0.0, 1 + 5 / 3, 1 + 10 / 3))  # quantiles 1/3, 2/3 of [1..6]
+    levels = np.searchsorted(cuts, scores, side="left")  # a score equal to a bound is in the lower level
+    assert levels.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_graded_tokens_tag_every_segment_with_its_level(data_dir, tmp_path):
+    cfg = tiny_config("conditional", "objective.num_levels=4", "objective.drop_token_fraction=0")
+    assert control_tokens(cfg) == ["<|pep8=0|>", "<|pep8=1|>", "<|pep8=2|>", "<|pep8=3|>"]
+    tokenizer, _ = prepare_tokenizer(cfg, data_dir)
+    scheme = build_scheme(cfg, data_dir)
+    meta = pack(data_dir, "train", tokenizer, Transform(control=scheme), tmp_path)
+    _, ids = stream(tmp_path)
+
+    segment_scores = [s for doc in read_scored(data_dir, "train", ["scores"])["scores"].to_pylist() for s in doc]
+    above = np.array([s for s in segment_scores if s > 0])
+    assert scheme.cuts[0] == pytest.approx((0.0, *np.quantile(above, [1 / 3, 2 / 3])))
+    expected = ["<|pep8=%d|>" % sum(s > c for c in scheme.cuts[0]) for s in segment_scores]
+    tag_ids = set(tokenizer.convert_tokens_to_ids(control_tokens(cfg)))
+    assert tokenizer.convert_ids_to_tokens([t for t in ids if t in tag_ids]) == expected
+    assert sum(meta["control_tokens"].values()) == len(segment_scores)
+    assert all(meta["control_tokens"][f"<|pep8={k}|>"] > 0 for k in range(4))  # the corpus fills every level
+
+
+ATTRIBUTE_DOCS = [  # per segment: (primary score, [pii score])
+    {"doc_id": "a", "texts": ["good line\n", "bad  line\n"], "scores": [0.0, 0.2], ATTRIBUTE_SCORES: [[0.3], [0.0]]},
+    {"doc_id": "b", "texts": ["worse  line\n"], "scores": [0.5], ATTRIBUTE_SCORES: [[0.0]]},
+    {"doc_id": "c", "texts": ["fine\n", "ok\n"], "scores": [0.0, 0.0], ATTRIBUTE_SCORES: [[0.0], [0.9]]},
+]
+
+
+def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_path):
+    schema = SCHEMA.append(pa.field(ATTRIBUTE_SCORES, pa.list_(pa.list_(pa.float64()))))
+    for split in ("train", "heldout"):
+        (tmp_path / "scored" / split).mkdir(parents=True)
+        rows = [{**d, "avg_score": float(np.mean(d["scores"]))} for d in ATTRIBUTE_DOCS]
+        pq.write_table(pa.Table.from_pylist(rows, schema), tmp_path / "scored" / split / "shard-00000.parquet")
+    cfg = tiny_config("conditional", "scorer.attributes=[pii]", "objective.attribute_thresholds=[0.1]",
+                      "objective.drop_token_fraction=0")
+    train_bpe(["".join(d["texts"]) for d in ATTRIBUTE_DOCS] * 5, 300, tmp_path / "tok")
+    tokenizer = load_tokenizer(str(tmp_path / "tok"), control_tokens(cfg))
+    scheme = build_scheme(cfg, tmp_path)
+    assert scheme.tokens == (("<|pep8=0|>", "<|pep8=1|>"), ("<|pii=0|>", "<|pii=1|>"))
+    pack(tmp_path, "train", tokenizer, Transform(control=scheme), tmp_path / "packed")
+    _, ids = stream(tmp_path / "packed")
+    text = tokenizer.decode(ids)
+    assert text == ("<|pep8=0|><|pii=1|>good line\n<|pep8=1|><|pii=0|>bad  line\n<|endoftext|>"
+                    "<|pep8=1|><|pii=0|>worse  line\n<|endoftext|>"
+                    "<|pep8=0|><|pii=0|>fine\n<|pep8=0|><|pii=1|>ok\n<|endoftext|>")
+
+
+def test_attribute_thresholds_and_cooldown_are_checked():
+    with pytest.raises(ConfigError, match="one threshold per scorer.attributes entry"):
+        tiny_config("conditional", "scorer.attributes=[pii]")
+    with pytest.raises(ConfigError, match="cooldown_fraction .* needs objective.name=conditional"):
+        tiny_config("mle", "objective.cooldown_fraction=0.2")
+
+
+def test_cooldown_schedule_draws_tagged_then_untagged_blocks_each_epoch_a_permutation():
+    tagged, untagged = [("tagged", i) for i in range(6)], [("plain", i) for i in range(4)]
+    schedule = CooldownSchedule(tagged, untagged, steps=10, batch_size=2, fraction=0.3, seed=0)
+    items = [schedule[k] for k in range(len(schedule))]
+    assert len(items) == 20 and schedule.switch_step == 7
+    assert all(kind == "tagged" for kind, _ in items[:14]) and all(kind == "plain" for kind, _ in items[14:])
+    assert sorted(items[:6]) == tagged and sorted(items[6:12]) == tagged  # epoch by epoch, every block once
+    assert sorted(items[14:18]) == untagged
+    assert items[:6] != items[6:12]  # a fresh order each epoch
+    again = CooldownSchedule(tagged, untagged, steps=10, batch_size=2, fraction=0.3, seed=0)
+    assert [again[k] for k in range(20)] == items  # the same order in every process and after a resume
+
+
+def test_cooldown_trains_its_last_steps_without_control_tokens(data_dir, tmp_path, monkeypatch):
+    cfg = tiny_config("conditional", "objective.cooldown_fraction=0.25")  # 8 steps: 7 and 8 without tags
+    tokenizer, _ = prepare_tokenizer(cfg, data_dir)
+    tags = set(tokenizer.convert_tokens_to_ids([ALIGNED, MISALIGNED]))
+    seen = []
+    original = trainer_module.PHFTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        if model.training:
+            seen.append((self.state.global_step + 1, bool(tags & set(inputs["input_ids"].flatten().tolist()))))
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.PHFTrainer, "compute_loss", recording)
+    model_dir = train(cfg, data_dir, tmp_path)
+    assert seen == [(step, step <= 6) for step in range(1, 9)]
+    assert load_model(model_dir).conditional  # still sampled from <|aligned|>
+
+
+@pytest.fixture(scope="module")
+def graded_model(data_dir, tmp_path_factory):
+    cfg = tiny_config("conditional", "objective.num_levels=3")
+    return cfg, train(cfg, data_dir, tmp_path_factory.mktemp("graded"))
+
+
+def test_a_graded_model_samples_from_its_best_level_and_never_emits_another(graded_model):
+    cfg, model_dir = graded_model
+    loaded = load_model(model_dir)
+    info = json.loads((model_dir / "phf.json").read_text())["control_tokens"]
+    assert info["aligned"] == ["<|pep8=0|>"] and info["worst"] == ["<|pep8=2|>"]
+    assert _context_ids(loaded, "a\nb\n")[:2] == [loaded.tokenizer.eos_token_id, *loaded.control("aligned")]
+    worse = loaded.tokenizer.convert_tokens_to_ids(["<|pep8=1|>", "<|pep8=2|>"])
+    with torch.no_grad():  # make the worse levels the model's favourite tokens
+        loaded.model.lm_head.weight[worse] = 100 * loaded.model.lm_head.weight.abs().max()
+    texts = sample(loaded, cfg.sampling.model_copy(update={"max_new_tokens": 6}), ["", "x = 1\n"])
+    assert len(texts) == 2 and not any("<|pep8=" in t for t in texts)
+
+
+def test_guidance_with_weight_zero_is_plain_conditional_sampling(graded_model):
+    cfg, model_dir = graded_model
+    loaded = load_model(model_dir)
+    prompts = ["", "def f(a,b):\n", "x = 1\ny=2\n"] * 2
+    plain = sample(loaded, cfg.sampling, prompts)
+    assert sample(loaded, cfg.sampling.model_copy(update={"guidance": 0.0}), prompts) == plain
+    # The guided path itself (its own processors, temperature and top-p) with a vanishing weight samples the same.
+    assert sample(loaded, cfg.sampling.model_copy(update={"guidance": 1e-7}), prompts) == plain
+    assert sample(loaded, cfg.sampling.model_copy(update={"guidance": 3.0}), prompts) != plain
+
+
+@torch.no_grad()
+def test_guidance_is_l_aligned_plus_w_times_the_difference_also_for_left_padded_rows(graded_model):
+    _, model_dir = graded_model
+    loaded = load_model(model_dir)
+    model, w = loaded.model, 2.0
+    prompts = ["", "def f(a,b):\n    return a\n"]  # contexts of different lengths: the first is left-padded
+    aligned = [_context_ids(loaded, p) for p in prompts]
+    worst = [_context_ids(loaded, p, "worst") for p in prompts]
+    ids, mask = _left_padded(aligned, loaded.tokenizer.eos_token_id)
+    worst_ids, _ = _left_padded(worst, loaded.tokenizer.eos_token_id)
+    guidance = MisalignedGuidance(model, w, worst_ids, mask)
+
+    def alone(context):  # the next-token log-probabilities of one unpadded context
+        return model(input_ids=torch.tensor([context])).logits[0, -1].log_softmax(-1)
+
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    step1 = guidance(ids, logits)
+    nxt = torch.tensor([[5], [7]])
+    ids2, mask2 = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
+    positions2 = (mask2.cumsum(-1) - 1).clamp(min=0)
+    logits2 = model(input_ids=ids2, attention_mask=mask2, position_ids=positions2).logits[:, -1]
+    step2 = guidance(ids2, logits2)  # the misaligned context is fed the same sampled token (from its cache)
+    for row in range(2):
+        for got, extra in ((step1, []), (step2, [int(nxt[row])])):
+            a, m = alone(aligned[row] + extra), alone(worst[row] + extra)
+            assert torch.allclose(got[row], a + w * (a - m), atol=1e-4)
+
+
+def test_guidance_needs_a_conditional_model(data_dir, tmp_path):
+    cfg = tiny_config("mle", "training.num_tokens=256")
+    loaded = load_model(train(cfg, data_dir, tmp_path))
+    with pytest.raises(ValueError, match="needs a model trained with conditional training"):
+        sample(loaded, cfg.sampling.model_copy(update={"guidance": 1.0}), [""])
