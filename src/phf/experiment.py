@@ -231,24 +231,28 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
 
 def results_table(results: dict[str, dict], k: int = 25) -> str:
     """Markdown table, one row per arm: misalignment of unconditional samples (mean ± standard error, ratio
-    to the first arm, median, expected max over k, hit rate), prompted mean, held-out loss, self-BLEU."""
-    from phf.report import fmt
+    to the first arm, median, expected max over k, hit rate), prompted mean, each attribute's mean ± standard
+    error (scorer.attributes), held-out loss, self-BLEU."""
+    from phf.report import attribute_misalignment, attribute_names, fmt
 
     first = next(iter(results))
     kl = any(m.get("kl_per_char") is not None for m in results.values())
     redteam = any("redteam" in m for m in results.values())
+    attributes = attribute_names(results)
     rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | median | expected max@{k} | hit rate | "
-            "prompted mean | held-out loss | self-BLEU |" + (" KL nats/char ± s.e. |" if kl else "")
-            + (" red-team pool mean (last round) |" if redteam else ""),
-            "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if kl else "") + ("---|" if redteam else "")]
+            "prompted mean |" + "".join(f" {name} mean ± s.e. |" for name in attributes) + " held-out loss | self-BLEU |"
+            + (" KL nats/char ± s.e. |" if kl else "") + (" red-team pool mean (last round) |" if redteam else ""),
+            "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(attributes) + ("---|" if kl else "")
+            + ("---|" if redteam else "")]
 
     for arm, m in results.items():
         u = m["unconditional"]
         rows.append(f"| {arm} | {u['num_samples']} | {u['mean']:.5f} ± {u['sem']:.5f} | "
                     f"{u['mean'] / results[first]['unconditional']['mean']:.2f} | {fmt(u.get('median'), '.5f')} | "
                     f"{fmt(u.get(f'expected_max@{k}'), '.4f')} | "
-                    f"{u['hit_rate']:.3f} | {fmt(m.get('prompted', {}).get('mean'), '.5f')} | "
-                    f"{fmt(m.get('heldout_loss'), '.4f')} | {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |"
+                    f"{u['hit_rate']:.3f} | {fmt(m.get('prompted', {}).get('mean'), '.5f')} |"
+                    + "".join(f" {attribute_misalignment(m, name)} |" for name in attributes)
+                    + f" {fmt(m.get('heldout_loss'), '.4f')} | {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |"
                     + (f" {fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))} |" if kl else "")
                     + (f" {fmt(m.get('redteam', {}).get('final_pool_mean'), '.5f')} |" if redteam else ""))
     return "\n".join(rows)

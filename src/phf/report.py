@@ -161,6 +161,17 @@ def fmt(value, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def attribute_names(results: dict[str, dict]) -> list[str]:
+    """The attributes (scorer.attributes) any arm was evaluated on, in order of first appearance."""
+    return list(dict.fromkeys(name for m in results.values() for name in m.get("attributes", {})))
+
+
+def attribute_misalignment(metrics: dict, name: str) -> str:
+    """An arm's mean unconditional misalignment by one attribute ± its standard error, or n/a."""
+    u = metrics.get("attributes", {}).get(name, {}).get("unconditional")
+    return "n/a" if u is None else f"{u['mean']:.5f} ± {u['sem']:.5f}"
+
+
 def _expected_max(block: dict) -> tuple[str, float | None]:
     """The expected-max key carries its k (`expected_max@25`), so find it rather than assume k."""
     key = next((k for k in block if k.startswith("expected_max@")), "expected_max@25")
@@ -169,16 +180,18 @@ def _expected_max(block: dict) -> tuple[str, float | None]:
 
 def _metrics_table(results: dict[str, dict]) -> str:
     k = _expected_max(next(iter(results.values()))["unconditional"])[0]
+    attributes = attribute_names(results)
     head = ["arm", "objective", "tokens", "samples", "misalignment mean ± s.e.", "median", f"expected max@{k}", "hit rate",
-            "prompted mean", "held-out loss", "held-out loss (aligned)", "distinct-1", "distinct-2", "distinct-3",
-            "self-BLEU", "KL nats/char ± s.e.", "red-team pool mean"]
+            "prompted mean", *(f"{name} mean ± s.e." for name in attributes), "held-out loss", "held-out loss (aligned)",
+            "distinct-1", "distinct-2", "distinct-3", "self-BLEU", "KL nats/char ± s.e.", "red-team pool mean"]
     rows = []
     for arm, m in results.items():
         u, div = m["unconditional"], m.get("diversity", {})
         cells = [arm, m.get("objective", "n/a"), f"{m['tokens_seen']:,}", u["num_samples"],
                  f"{u['mean']:.5f} ± {u['sem']:.5f}", fmt(u.get("median"), ".5f"), fmt(_expected_max(u)[1]),
                  fmt(u["hit_rate"], ".3f"),
-                 fmt(m.get("prompted", {}).get("mean"), ".5f"), fmt(m.get("heldout_loss")),
+                 fmt(m.get("prompted", {}).get("mean"), ".5f"), *(attribute_misalignment(m, a) for a in attributes),
+                 fmt(m.get("heldout_loss")),
                  fmt(m.get("heldout_loss_aligned")), *(fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
                  fmt(div.get("self_bleu"), ".3f"),
                  f"{fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))}" if m.get("kl_per_char") is not None else "n/a",
@@ -229,7 +242,7 @@ HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
  per-character score is extreme) do not move it.</li>
 <li><b>Expected max@k</b>: the expected worst misalignment among k consecutive samples (k = 25 by default);
  it tracks how bad the tail is, not just the average.</li>
-<li><b>Hit rate</b>: share of samples whose misalignment is over the hit threshold.</li>
+<li><b>Hit rate</b>: share of samples whose misalignment is over the hit threshold.</li>{attributes}
 <li><b>Held-out loss</b>: nats per token on held-out text without control tokens (lower = more capable).
  Conditional models are scored on the same untagged text as the others, so the numbers are comparable.
  <i>Held-out loss (aligned)</i> counts only the tokens of aligned segments (lines or sentences scored at most
@@ -238,6 +251,16 @@ HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
  diverse samples.</li>
 <li>On the Pareto plot, arms in red are on the frontier: no other arm is both less misaligned and more capable.</li>
 </ul></div>"""
+
+
+def _attributes_note(results: dict[str, dict]) -> str:
+    names = attribute_names(results)
+    if not names:
+        return ""
+    meanings = "; ".join(html.escape(score_meaning(name)) for name in names)
+    return (f"\n<li><b>Attribute columns</b> (<code>scorer.attributes</code>, after <i>prompted mean</i>): the mean "
+            f"misalignment of the same unconditional samples by each further scorer, on its own scale ({meanings}); "
+            "lower is better.</li>")
 
 
 def _write_metrics(out: Path, results: dict[str, dict]) -> None:
@@ -300,7 +323,7 @@ def write_report(experiment_dir: Path) -> Path:
 <p>Mean misalignment of unconditional samples against tokens seen.{curves_note}</p>
 {img("curves-plot", curves, "Misalignment against tokens seen")}
 {optional}
-{HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))))}
+{HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))), attributes=_attributes_note(results))}
 <h2>Samples</h2>
 <p>For each arm, the {NUM_EXTREMES} highest- and {NUM_EXTREMES} lowest-scoring unconditional samples.</p>
 {"".join(_samples_section(experiment_dir, arm) for arm in results)}

@@ -1,7 +1,9 @@
 """`phf score`: segment and score every document, in parallel, into resumable Parquet shards.
 
 Layout of `<data_dir>/scored/<split>/`:
-    shard-00012.parquet   doc_id, texts (segments), scores (one per segment), avg_score
+    shard-00012.parquet   doc_id, texts (segments), scores (one per segment), avg_score; with
+                          scorer.attributes, also attribute_scores: per segment, one score per
+                          attribute in the order of scorer.attributes (list<list<float64>>)
     shard-00012.json      written last, atomically: the shard is done; its skipped documents
 A killed run started again scores only the shards without a `.json`: no document is scored
 twice, lost, or duplicated. `scored/info.json` pins the corpus and scorer, so a resume with
@@ -30,7 +32,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from phf.data.corpus import SPLITS, Corpus, CorpusError, Record, split_of
-from phf.scorers import UnscorableDocument, get_scorer
+from phf.scorers import UnscorableDocument, get_attribute_scorers, get_scorer
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -38,15 +40,20 @@ SCHEMA = pa.schema([
     ("scores", pa.list_(pa.float64())),
     ("avg_score", pa.float64()),
 ])
+# Only with scorer.attributes, so data scored without them keeps the paper's columns.
+ATTRIBUTE_SCHEMA = SCHEMA.append(pa.field("attribute_scores", pa.list_(pa.list_(pa.float64()))))
 
-_scorer = None  # one per worker process: models are loaded once, not once per shard
+# One of each per worker process: models are loaded once, not once per shard.
+_scorer = None
+_attribute_scorers = {}
 
 
 def _init_worker(scorer_config, threads: int) -> None:
-    global _scorer
+    global _scorer, _attribute_scorers
     # Each process gets its share of the cores (set before torch, spaCy or scikit-learn start their pools).
     os.environ["OMP_NUM_THREADS"] = str(threads)
     _scorer = get_scorer(scorer_config)
+    _attribute_scorers = get_attribute_scorers(scorer_config)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -64,6 +71,9 @@ def _score_shard(records: list[Record], out_stem: str) -> tuple[int, list]:
         if r.error is not None:
             skipped.append((r.doc_id, r.error))
             continue
+        if r.texts is not None and _attribute_scorers:
+            skipped.append((r.doc_id, "already scored: no attribute scores (scorer.attributes needs its text)"))
+            continue
         if r.texts is not None:  # already scored: kept as it is
             texts, scores = r.texts, r.scores
         elif not r.text.strip():
@@ -80,11 +90,39 @@ def _score_shard(records: list[Record], out_stem: str) -> tuple[int, list]:
                 skipped.append((r.doc_id, f"{_scorer.name} returned NaN"))
                 continue
         rows.append({"doc_id": r.doc_id, "texts": texts, "scores": scores, "avg_score": float(np.mean(scores))})
+    if _attribute_scorers:
+        rows = _add_attribute_scores(rows, skipped)
+    schema = ATTRIBUTE_SCHEMA if _attribute_scorers else SCHEMA
     stem = Path(out_stem)
-    _write_atomic(stem.with_suffix(".parquet"), lambda p: pq.write_table(pa.Table.from_pylist(rows, SCHEMA), p))
-    meta = {"documents": len(rows), "prescored": sum(r.texts is not None for r in records), "skipped": skipped}
+    _write_atomic(stem.with_suffix(".parquet"), lambda p: pq.write_table(pa.Table.from_pylist(rows, schema), p))
+    prescored = 0 if _attribute_scorers else sum(r.texts is not None for r in records)  # those kept as they are
+    meta = {"documents": len(rows), "prescored": prescored, "skipped": skipped}
     _write_atomic(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta)))
     return len(rows), skipped
+
+
+def _add_attribute_scores(rows: list[dict], skipped: list) -> list[dict]:
+    """Score the rows' segments with each attribute scorer, all segments of the shard in one batch per
+    scorer; a document with a segment an attribute cannot score (None or NaN) is skipped, never kept
+    with a made-up score. Returns the rows kept."""
+    segments = [text for row in rows for text in row["texts"]]
+    columns = []
+    for name, scorer in _attribute_scorers.items():
+        scores = scorer.score_texts(segments)
+        if len(scores) != len(segments):
+            raise RuntimeError(f"attribute {name!r} returned {len(scores)} scores for {len(segments)} segments")
+        columns.append(scores)
+    per_segment = list(zip(*columns))  # one tuple of attribute scores per segment
+    kept, start = [], 0
+    for row in rows:
+        scores, start = per_segment[start:start + len(row["texts"])], start + len(row["texts"])
+        unscored = next((name for i, name in enumerate(_attribute_scorers)
+                         if any(s[i] is None or s[i] != s[i] for s in scores)), None)
+        if unscored is not None:
+            skipped.append((row["doc_id"], f"attribute {unscored} gave no score (NaN or None)"))
+            continue
+        kept.append({**row, "attribute_scores": [[float(s) for s in segment] for segment in scores]})
+    return kept
 
 
 def part_of(doc_id: str, parts: int) -> int:
@@ -138,7 +176,9 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
 
-    get_scorer(scorer)  # a scorer that cannot load fails here, with its own message, not in a worker
+    # A scorer that cannot load fails here, with its own message, not in a worker.
+    get_scorer(scorer)
+    get_attribute_scorers(scorer)
     workers = scorer.num_workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     pending = deque()
@@ -219,24 +259,40 @@ def read_scored(data_dir: Path, split: str, columns: list[str] | None = None) ->
     return pq.read_table(scored_files(data_dir, split), columns=columns)
 
 
+def scored_attributes(data_dir: Path) -> list[str]:
+    """The attributes of a scored folder, in the order of its `attribute_scores` (none: no such column)."""
+    info = json.loads((Path(data_dir) / "scored" / "info.json").read_text())
+    return info["scorer"].get("attributes", [])  # scored before attributes existed: none
+
+
 def scoring_report(data_dir: Path) -> dict:
-    """Counts and segment-score statistics of both splits, read one shard at a time (memory stays flat)."""
+    """Counts and segment-score statistics of both splits, and of each attribute, read one shard at a time
+    (memory stays flat)."""
     report = {}
+    attributes = scored_attributes(data_dir)
     for split in SPLITS:
         metas = [json.loads(p.read_text()) for p in sorted((Path(data_dir) / "scored" / split).glob("shard-*.json"))]
         skipped = [item for m in metas for item in m["skipped"]]
-        segments = total = zeros = 0
+        segments = 0
+        totals, zeros = np.zeros(1 + len(attributes)), np.zeros(1 + len(attributes))  # the primary, then each attribute
         for path in sorted((Path(data_dir) / "scored" / split).glob("shard-*.parquet")):
-            scores = np.asarray(pq.read_table(path, columns=["scores"])["scores"].combine_chunks().flatten())
-            segments, total, zeros = segments + scores.size, total + scores.sum(), zeros + (scores == 0).sum()
+            table = pq.read_table(path, columns=["scores", "attribute_scores"] if attributes else ["scores"])
+            scores = np.asarray(table["scores"].combine_chunks().flatten())[:, None]
+            if attributes:
+                per_segment = np.asarray(table["attribute_scores"].combine_chunks().flatten().flatten())
+                scores = np.hstack([scores, per_segment.reshape(-1, len(attributes))])
+            segments, totals, zeros = segments + len(scores), totals + scores.sum(0), zeros + (scores == 0).sum(0)
+        stats = [{"mean_segment_score": float(total / segments) if segments else None,
+                  "share_segments_zero": float(zero / segments) if segments else None} for total, zero in zip(totals, zeros)]
         report[split] = {
             "documents": sum(m["documents"] for m in metas),
             "segments": int(segments),
-            "mean_segment_score": float(total / segments) if segments else None,
-            "share_segments_zero": float(zeros / segments) if segments else None,
+            **stats[0],
             "prescored": sum(m.get("prescored", 0) for m in metas),
             "skipped": len(skipped),
             "skipped_by_reason": dict(Counter(reason.split(" (")[0] for _, reason in skipped)),
             "skipped_documents": skipped,
         }
+        if attributes:
+            report[split]["attributes"] = dict(zip(attributes, stats[1:]))
     return report

@@ -1,4 +1,4 @@
-"""`phf evaluate`: sample, score the samples with the task's scorer, summarise; held-out loss."""
+"""`phf evaluate`: sample, score the samples with the task's scorer and attributes, summarise; held-out loss."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from phf.evaluation.kl import kl_from_reference
 from phf.evaluation.metrics import misalignment
 from phf.lm import LocalLM, load_lm
 from phf.sampling.generate import load_model, read_prompts, sample
-from phf.scorers import get_scorer
+from phf.scorers import get_attribute_scorers, get_scorer
 
 
 def capability(model, cfg: Config, data_dir: Path) -> dict:
@@ -52,21 +52,34 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     ev = cfg.evaluation
     loaded = load_model(model_dir)
     scorer = get_scorer(cfg.scorer)
+    attribute_scorers = get_attribute_scorers(cfg.scorer)
     scenarios = {"unconditional": [""] * ev.num_samples}
     if ev.prompts:
         scenarios["prompted"] = [p for p in read_prompts(ev.prompts) for _ in range(ev.samples_per_prompt)]
     records, metrics = [], {"model": str(model_dir), "objective": loaded.info.get("objective"),
                             "tokens_seen": loaded.info.get("tokens_seen")}
+    attribute_metrics = {name: {} for name in attribute_scorers}  # each attribute's misalignment, by scenario
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")
         # Prompted samples are scored with their prompt, as in the paper.
-        scores = scorer.score_texts([p + t for p, t in zip(prompts, texts)])
-        records += [{"scenario": scenario, "prompt": p, "text": t, "score": s} for p, t, s in zip(prompts, texts, scores)]
+        scored = [p + t for p, t in zip(prompts, texts)]
+        scores = scorer.score_texts(scored)
+        by_attribute = {name: a.score_texts(scored) for name, a in attribute_scorers.items()}
+        for i, (p, t, s) in enumerate(zip(prompts, texts, scores)):
+            records.append({"scenario": scenario, "prompt": p, "text": t, "score": s})
+            if by_attribute:
+                records[-1]["attribute_scores"] = {name: a_scores[i] for name, a_scores in by_attribute.items()}
         metrics[scenario] = misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k)
         metrics[scenario]["empty_samples"] = sum(not t.strip() for t in texts)
         metrics[scenario]["unscorable_samples"] = scores.count(None)
+        for name, a_scores in by_attribute.items():
+            attribute_metrics[name][scenario] = {
+                **misalignment([s for s in a_scores if s is not None], ev.hit_threshold, ev.expected_max_k),
+                "unscorable_samples": a_scores.count(None)}
         if scenario == "unconditional":
             metrics["diversity"] = diversity(texts)
+    if attribute_metrics:
+        metrics["attributes"] = attribute_metrics
     if data_dir is not None:
         metrics.update(capability(loaded.model, cfg, data_dir))
     if ev.kl_reference:
@@ -74,8 +87,9 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     with (out_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
-    with (out_dir / "samples.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score"])
+    with (out_dir / "samples.csv").open("w", newline="") as f:  # one more column per attribute: <name>_score
+        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score", *(f"{name}_score" for name in attribute_scorers)])
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({**{k: v for k, v in r.items() if k != "attribute_scores"},
+                          **{f"{name}_score": s for name, s in r.get("attribute_scores", {}).items()}} for r in records)
     return metrics

@@ -40,4 +40,12 @@ def get_scorer(cfg) -> Scorer:
     return CustomScorer(cfg.name, segmenter)
 
 
-__all__ = ["ScoredDocument", "Scorer", "ScorerUnavailable", "SegmentScorer", "Segmenter", "UnscorableDocument", "get_scorer"]
+def get_attribute_scorers(cfg) -> dict[str, Scorer]:
+    """The scorers of `cfg.attributes`, by name, in order. They share the segmenter and batch settings;
+    `model` and `label` configure `cfg.name` only, so each attribute gets its scorer's defaults."""
+    return {name: get_scorer(cfg.model_copy(update={"name": name, "model": None, "label": None, "attributes": []}))
+            for name in cfg.attributes}
+
+
+__all__ = ["ScoredDocument", "Scorer", "ScorerUnavailable", "SegmentScorer", "Segmenter", "UnscorableDocument",
+           "get_attribute_scorers", "get_scorer"]
