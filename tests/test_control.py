@@ -8,18 +8,20 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from phf.cli import main
 from phf.config import ConfigError
 from phf.data.control import ATTRIBUTE_SCORES, build_scheme, control_tokens, level_cuts
-from phf.data.packing import PackedBlocks, Transform, pack
+from phf.data.packing import Transform, pack
 from phf.data.prepare import prepare_tokenizer
 from phf.data.scoring import SCHEMA, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
+from phf.lm import LocalLM
 from phf.sampling.generate import _context_ids, _left_padded, load_model, sample
 from phf.sampling.guidance import MisalignedGuidance
 from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule
 from phf.training.train import train
-from tests.conftest import tiny_config
+from tests.conftest import TINY, tiny_config
 
 
 def stream(out_dir):
@@ -54,10 +56,11 @@ def test_graded_tokens_tag_every_segment_with_its_level(data_dir, tmp_path):
     assert all(meta["control_tokens"][f"<|pep8={k}|>"] > 0 for k in range(4))  # the corpus fills every level
 
 
-ATTRIBUTE_DOCS = [  # per segment: (primary score, [pii score])
-    {"doc_id": "a", "texts": ["good line\n", "bad  line\n"], "scores": [0.0, 0.2], ATTRIBUTE_SCORES: [[0.3], [0.0]]},
-    {"doc_id": "b", "texts": ["worse  line\n"], "scores": [0.5], ATTRIBUTE_SCORES: [[0.0]]},
-    {"doc_id": "c", "texts": ["fine\n", "ok\n"], "scores": [0.0, 0.0], ATTRIBUTE_SCORES: [[0.0], [0.9]]},
+ATTRIBUTE_DOCS = [  # per segment: [profanity score, pii score]; only pii is tagged (profanity is scored, not tagged)
+    {"doc_id": "a", "texts": ["good line\n", "bad  line\n"], "scores": [0.0, 0.2],
+     ATTRIBUTE_SCORES: [[0.0, 0.3], [0.9, 0.0]]},
+    {"doc_id": "b", "texts": ["worse  line\n"], "scores": [0.5], ATTRIBUTE_SCORES: [[0.9, 0.0]]},
+    {"doc_id": "c", "texts": ["fine\n", "ok\n"], "scores": [0.0, 0.0], ATTRIBUTE_SCORES: [[0.9, 0.0], [0.0, 0.9]]},
 ]
 
 
@@ -67,7 +70,7 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
         (tmp_path / "scored" / split).mkdir(parents=True)
         rows = [{**d, "avg_score": float(np.mean(d["scores"]))} for d in ATTRIBUTE_DOCS]
         pq.write_table(pa.Table.from_pylist(rows, schema), tmp_path / "scored" / split / "shard-00000.parquet")
-    cfg = tiny_config("conditional", "scorer.attributes=[pii]", "objective.attribute_thresholds=[0.1]",
+    cfg = tiny_config("conditional", "scorer.attributes=[profanity, pii]", "objective.attribute_thresholds={pii: 0.1}",
                       "objective.drop_token_fraction=0")
     train_bpe(["".join(d["texts"]) for d in ATTRIBUTE_DOCS] * 5, 300, tmp_path / "tok")
     tokenizer = load_tokenizer(str(tmp_path / "tok"), control_tokens(cfg))
@@ -82,8 +85,9 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
 
 
 def test_attribute_thresholds_and_cooldown_are_checked():
-    with pytest.raises(ConfigError, match="one threshold per scorer.attributes entry"):
-        tiny_config("conditional", "scorer.attributes=[pii]")
+    with pytest.raises(ConfigError, match=r"names \['pii'\], which scorer.attributes \(\[\]\) does not score"):
+        tiny_config("conditional", "objective.attribute_thresholds={pii: 0}")
+    assert control_tokens(tiny_config("conditional", "scorer.attributes=[pii]")) == [ALIGNED, MISALIGNED]
     with pytest.raises(ConfigError, match="cooldown_fraction .* needs objective.name=conditional"):
         tiny_config("mle", "objective.cooldown_fraction=0.2")
 
@@ -183,3 +187,40 @@ def test_guidance_needs_a_conditional_model(data_dir, tmp_path):
     loaded = load_model(train(cfg, data_dir, tmp_path))
     with pytest.raises(ValueError, match="needs a model trained with conditional training"):
         sample(loaded, cfg.sampling.model_copy(update={"guidance": 1.0}), [""])
+
+
+def test_experiment_puts_graded_guided_and_cooldown_arms_beside_conditional(tmp_path, corpus_dir):
+    methods = ["mle", "conditional", "conditional-graded", "conditional-guided-w1", "conditional-guided-w3",
+               "conditional-cooldown"]
+    main(["experiment", "--methods", *methods, "--output", str(tmp_path), f"data.corpus={corpus_dir}", *TINY])
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert list(results) == methods
+    # guidance changes sampling only: the guided arms evaluate the conditional arm's model
+    for arm in ("conditional-guided-w1", "conditional-guided-w3"):
+        assert results[arm]["model_of"] == "conditional" and not (tmp_path / arm / "model").exists()
+        assert results[arm]["heldout_loss"] == results["conditional"]["heldout_loss"]
+    samples = {arm: (tmp_path / arm / "eval" / "samples.jsonl").read_text() for arm in methods}
+    assert samples["conditional-guided-w1"] != samples["conditional"] != samples["conditional-guided-w3"]
+    graded = json.loads((tmp_path / "conditional-graded" / "model" / "phf.json").read_text())
+    assert graded["control_tokens"]["all"] == [f"<|pep8={k}|>" for k in range(4)]
+    cooled = [json.loads(line) for line in (tmp_path / "conditional-cooldown" / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in cooled) == 8 and "model_of" not in results["conditional-cooldown"]
+    assert "conditional-guided-w3" in (tmp_path / "results.md").read_text()
+
+
+@torch.no_grad()
+def test_a_guided_model_scores_texts_with_the_guided_distribution(graded_model):
+    _, model_dir = graded_model
+    plain, guided = LocalLM(model_dir), LocalLM(model_dir, guidance=3.0)
+    texts = ["x = 1\n", "def f(a,b):\n    return a\n"]
+    assert [r.logprob for r in LocalLM(model_dir, guidance=0.0).log_likelihood(texts)] == \
+        [r.logprob for r in plain.log_likelihood(texts)]
+    model = plain.loaded.model
+    for text, got in zip(texts, guided.log_likelihood(texts)):
+        ids = plain.tokenize(text)[0]
+        a = model(input_ids=torch.tensor([plain.context + ids])).logits[0].log_softmax(-1)
+        m = model(input_ids=torch.tensor([plain.worst_context + ids])).logits[0].log_softmax(-1)
+        n = len(plain.context)
+        steps = (a + 3.0 * (a - m)).log_softmax(-1)[n - 1:-1]
+        assert got.logprob == pytest.approx(steps.gather(-1, torch.tensor(ids)[:, None]).sum().item(), abs=1e-3)
+        assert got.logprob != pytest.approx(plain.log_likelihood([text])[0].logprob, abs=1e-3)

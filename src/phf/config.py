@@ -99,7 +99,7 @@ class ObjectiveConfig(Section):
     filter_threshold: float | str = Field("p90", description="Filtering: drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
     drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Conditional: share of segments given no control token.")
     num_levels: int = Field(2, ge=2, le=100, description="Conditional: control tokens per attribute, K. Level 0 (aligned) is score <= threshold; the other segments are split into K-1 levels at equal quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = 100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
-    attribute_thresholds: list[float | str] = Field([], description="Conditional: the aligned threshold of each of scorer.attributes, in order (a number or 'pNN'), as objective.threshold is for scorer.name.")
+    attribute_thresholds: dict[str, float | str] = Field({}, description="Conditional: also tag these scorer.attributes, each with its aligned threshold (a number or 'pNN'), as objective.threshold is for scorer.name; e.g. {pii: 0}.")
     cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Conditional: train the last share of the token budget without control tokens (MeCo's cooldown), to measure what conditioning costs and keeps; sampling still starts from the aligned tokens.")
     alpha: float = Field(1.0, ge=0, le=1, description="Unlikelihood: weight of the unlikelihood term. AWR: weight of the policy loss against the value loss.")
     beta: float = Field(1.0, gt=0, description="RWR / AWR: temperature of the weights exp(R / beta) or exp(A / beta).")
@@ -118,7 +118,7 @@ class ObjectiveConfig(Section):
     @field_validator("attribute_thresholds")
     @classmethod
     def _numbers_or_percentiles(cls, v):
-        return [cls._number_or_percentile(t) for t in v]
+        return {name: cls._number_or_percentile(t) for name, t in v.items()}
 
 
 class TrainingConfig(Section):
@@ -198,10 +198,11 @@ class Config(Section):
     redteam: RedTeamConfig = RedTeamConfig()
 
     @model_validator(mode="after")
-    def _one_threshold_per_attribute(self):
-        if self.objective.name == "conditional" and len(self.objective.attribute_thresholds) != len(self.scorer.attributes):
-            raise ValueError(f"objective.attribute_thresholds needs one threshold per scorer.attributes entry "
-                             f"({self.scorer.attributes}), got {self.objective.attribute_thresholds}")
+    def _attributes_and_cooldown(self):
+        unscored = set(self.objective.attribute_thresholds) - set(self.scorer.attributes)
+        if unscored:
+            raise ValueError(f"objective.attribute_thresholds names {sorted(unscored)}, which scorer.attributes "
+                             f"({self.scorer.attributes}) does not score")
         if self.objective.cooldown_fraction and self.objective.name != "conditional":
             raise ValueError("objective.cooldown_fraction drops control tokens: it needs objective.name=conditional")
         return self

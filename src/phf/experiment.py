@@ -36,12 +36,15 @@ class Arm:
     name: str
     cfg: Config
     starts_from: str | None = None  # the arm whose snapshot this one finetunes
+    model_of: str | None = None  # the arm whose model this one evaluates: the same training, other sampling (guidance)
 
 
 def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
               seeds: list[int] | None = None, finetune: list[str] = ()) -> list[Arm]:
     """Arms for methods x seeds, plus finetuning arms "METHOD@FRACTION": MLE for FRACTION of the
-    budget (a snapshot of the seed's MLE arm, which is added if missing), then METHOD to the end."""
+    budget (a snapshot of the seed's MLE arm, which is added if missing), then METHOD to the end.
+    Arms whose methods train the same model (e.g. conditional, and conditional sampled with guidance)
+    share one: the later ones only evaluate it."""
     arms: dict[str, Arm] = {}
     for seed in seeds or [None]:
         suffix = "" if seed is None or len(seeds) == 1 else f"-seed{seed}"
@@ -64,6 +67,20 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
             name = f"mle-then-{method}-{fraction:g}{suffix}"
             cfg = load_config(task, method, [*overrides, *seed_override, f"model.init_from={snapshot}"])
             arms[name] = Arm(name, cfg, starts_from=base.name)
+    # The arms share one scored corpus, so each is scored, and evaluated, on every attribute any arm tags.
+    attributes = list(dict.fromkeys(a for arm in arms.values() for a in arm.cfg.scorer.attributes))
+    for arm in arms.values():
+        arm.cfg.scorer.attributes = attributes
+    if len({json.dumps(arm.cfg.scorer.model_dump(), sort_keys=True) for arm in arms.values()}) > 1:
+        raise ConfigError("the methods score the corpus differently (scorer section); the arms of an experiment "
+                          "share one scored corpus: set the scorer in the task or as an override")
+    trained_by: dict[str, str] = {}  # an arm that would train the same model as an earlier one evaluates that model
+    for arm in arms.values():
+        key = json.dumps(_training_part(arm.cfg.model_dump()), sort_keys=True, default=str)
+        if key in trained_by:
+            arm.model_of = trained_by[key]
+        else:
+            trained_by[key] = arm.name
     return list(arms.values())
 
 
@@ -86,15 +103,19 @@ def _check_trained_with(cfg: Config, run_dir: Path) -> None:
             raise ValueError(f"{run_dir} was trained with another config; remove it or choose another --output")
 
 
-def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = None) -> dict:
-    """Train (or resume, or reuse) and evaluate (or reuse the evaluation of) one arm; returns its metrics."""
+def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = None,
+            model_dir: Path | None = None) -> dict:
+    """Train (or resume, or reuse) and evaluate (or reuse the evaluation of) one arm; returns its metrics.
+    With `model_dir` (another arm's model, trained with the same config), only evaluate that model."""
     from phf.evaluation.evaluate import evaluate
     from phf.training.train import MODEL_DIR, PHF_INFO, train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     eval_config_path = run_dir / "eval" / "config.yaml"
     wanted = cfg.model_dump()
-    _check_trained_with(cfg, run_dir)
+    own_model = model_dir is None
+    if own_model:
+        _check_trained_with(cfg, run_dir)
     if eval_config_path.exists() and yaml.safe_load(eval_config_path.read_text()) == _evaluation_part(wanted):
         return json.loads((run_dir / "eval" / "metrics.json").read_text())
     with ExitStack() as stack:
@@ -102,8 +123,8 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
             log = stack.enter_context(open(log_file, "a"))
             stack.enter_context(redirect_stdout(log))
             stack.enter_context(redirect_stderr(log))
-        model_dir = run_dir / MODEL_DIR
-        if not (model_dir / PHF_INFO).exists():
+        model_dir = run_dir / MODEL_DIR if own_model else Path(model_dir)
+        if own_model and not (model_dir / PHF_INFO).exists():
             train(cfg, data_dir, run_dir, resume=True)
         metrics = evaluate(model_dir, cfg, run_dir / "eval", data_dir)
     eval_config_path.write_text(yaml.safe_dump(_evaluation_part(wanted)))  # last: the evaluation is complete
@@ -124,15 +145,22 @@ def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: 
         arm.cfg.training.num_threads = arm.cfg.training.num_threads or threads
     print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, {threads} threads each; "
           f"logs in {out_dir}/<arm>/output.log")
-    budget = sum(a.cfg.training.num_tokens for a in arms)
+    budget = sum(a.cfg.training.num_tokens for a in arms if not a.model_of)
     with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool, \
             tqdm(total=budget, desc="training", unit="tok", unit_scale=True) as bar:
-        futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name, out_dir / a.name / "output.log")
-                   for a in arms}
+        futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name, out_dir / a.name / "output.log",
+                                       _model_of(a, out_dir)) for a in arms}
         while not all(f.done() for f in futures.values()):
             bar.update(sum(_tokens_trained(out_dir / a.name) for a in arms) - bar.n)
             time.sleep(2)
         return {name: f.result() for name, f in futures.items()}
+
+
+def _model_of(arm: Arm, out_dir: Path) -> Path | None:
+    """The model folder an arm evaluates instead of training its own (None: its own)."""
+    from phf.training.train import MODEL_DIR
+
+    return out_dir / arm.model_of / MODEL_DIR if arm.model_of else None
 
 
 LONGER_MLE = "longer-mle"  # --kl-reference: an MLE arm trained on twice the budget, the offline reference
@@ -152,7 +180,7 @@ def train_reference(cfg: Config, data_dir: Path, run_dir: Path) -> Path:
     return model_dir.resolve()
 
 
-def redteam_arm(cfg: Config, run_dir: Path, red_spec: str) -> dict:
+def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | None = None) -> dict:
     """Red-team one arm's model with the shared red LM (reused when done with the same settings); returns
     the per-round summary the report plots."""
     from phf.lm import LocalLM, load_lm
@@ -167,7 +195,7 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str) -> dict:
     if done.exists() and (out / "settings.yaml").exists() and yaml.safe_load((out / "settings.yaml").read_text()) == settings:
         result = json.loads(done.read_text())
     else:
-        target = LocalLM(run_dir / MODEL_DIR)
+        target = LocalLM(model_dir or run_dir / MODEL_DIR, guidance=cfg.sampling.guidance)
         red = load_lm(red_spec)
         result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, read_prompts(cfg.evaluation.prompts), out)
         (out / "settings.yaml").write_text(yaml.safe_dump(settings))
@@ -203,18 +231,21 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
         arm.cfg.evaluation.kl_reference = kl_reference or arm.cfg.evaluation.kl_reference
 
     results = {}
-    for phase in ([a for a in arms if not a.starts_from], [a for a in arms if a.starts_from]):
+    # Finetuning arms start from snapshots of the first phase; arms sharing a model wait for it to be trained.
+    for phase in ([a for a in arms if not a.starts_from and not a.model_of], [a for a in arms if a.starts_from],
+                  [a for a in arms if a.model_of]):
         if not phase:
             continue
         if parallel > 1:
             results.update(_run_side_by_side(phase, out_dir, data_dir, parallel))
         else:
-            results.update({a.name: run_arm(a.cfg, data_dir, out_dir / a.name) for a in phase})
-    results = {a.name: results[a.name] for a in arms}
+            results.update({a.name: run_arm(a.cfg, data_dir, out_dir / a.name, model_dir=_model_of(a, out_dir))
+                            for a in phase})
+    results = {a.name: {**results[a.name], **({"model_of": a.model_of} if a.model_of else {})} for a in arms}
     if redteam:
         red_spec = base.redteam.red_lm or kl_reference or str((out_dir / arms[0].name / "model").resolve())
         for arm in tqdm(arms, desc="red teaming the arms", unit="arm"):
-            results[arm.name]["redteam"] = redteam_arm(arm.cfg, out_dir / arm.name, red_spec)
+            results[arm.name]["redteam"] = redteam_arm(arm.cfg, out_dir / arm.name, red_spec, _model_of(arm, out_dir))
 
     summary = {"task": task, "scorer": base.scorer.name, "methods": methods, "arms": [a.name for a in arms],
                "overrides": list(overrides), "kl_reference": kl_reference, "results": results,

@@ -27,8 +27,8 @@ ATTRIBUTE_SCORES = "attribute_scores"  # scored-shard column: per segment, one s
 
 
 def attribute_names(cfg) -> list[str]:
-    """The attributes a config tags: the task's scorer, then scorer.attributes."""
-    return [cfg.scorer.name, *cfg.scorer.attributes]
+    """The attributes a config tags: the task's scorer, then those of scorer.attributes given a threshold."""
+    return [cfg.scorer.name, *(a for a in cfg.scorer.attributes if a in cfg.objective.attribute_thresholds)]
 
 
 def level_tokens(attributes: list[str], num_levels: int) -> list[list[str]]:
@@ -48,14 +48,16 @@ def control_tokens(cfg) -> list[str]:
 
 @dataclass(frozen=True)
 class ControlScheme:
-    """Per attribute, its K tokens and the K-1 ascending upper bounds of levels 0..K-2 (level K-1: above them)."""
+    """Per tagged attribute, its K tokens, the K-1 ascending upper bounds of levels 0..K-2 (level K-1: above
+    them) and its place in a segment's scores (scorer.name's, then one per scorer.attributes entry)."""
 
     tokens: tuple[tuple[str, ...], ...]
     cuts: tuple[tuple[float, ...], ...]
+    columns: tuple[int, ...] = (0,)
 
     def levels(self, scores: list[float]) -> list[int]:
-        """One level per attribute for a segment's scores (a score equal to a bound is in the lower level)."""
-        return [bisect.bisect_left(cuts, score) for cuts, score in zip(self.cuts, scores, strict=True)]
+        """One level per tagged attribute for a segment's scores (a score equal to a bound is in the lower level)."""
+        return [bisect.bisect_left(cuts, scores[c]) for cuts, c in zip(self.cuts, self.columns, strict=True)]
 
     def tags(self, scores: list[float]) -> list[str]:
         return [tokens[level] for tokens, level in zip(self.tokens, self.levels(scores), strict=True)]
@@ -82,25 +84,22 @@ def resolve(value: float | str, scores: np.ndarray) -> float:
     return float(np.percentile(scores, float(value[1:]))) if isinstance(value, str) else float(value)
 
 
-def training_segment_scores(data_dir: Path, num_attributes: int) -> list[np.ndarray]:
-    """Every training segment's score for each attribute (scorer.name first)."""
-    columns = ["scores"] + ([ATTRIBUTE_SCORES] if num_attributes > 1 else [])
-    table = read_scored(data_dir, "train", columns)
-    out = [np.asarray(pc.list_flatten(table["scores"]))]
-    if num_attributes > 1:
-        flat = np.asarray(pc.list_flatten(pc.list_flatten(table[ATTRIBUTE_SCORES])))
-        out += [flat[i::num_attributes - 1] for i in range(num_attributes - 1)]
-    return out
+def training_segment_scores(data_dir: Path, columns: list[int], num_attributes: int) -> list[np.ndarray]:
+    """Every training segment's scores in `columns` of its scores (0: scorer.name's, i: scorer.attributes[i - 1],
+    of `num_attributes` in all)."""
+    table = read_scored(data_dir, "train", ["scores"] + ([ATTRIBUTE_SCORES] if num_attributes else []))
+    flat = np.asarray(pc.list_flatten(pc.list_flatten(table[ATTRIBUTE_SCORES]))) if num_attributes else None
+    return [np.asarray(pc.list_flatten(table["scores"])) if c == 0 else flat[c - 1::num_attributes] for c in columns]
 
 
 def build_scheme(cfg, data_dir: Path) -> ControlScheme:
     """The control scheme of a conditional config, its thresholds and quantiles taken from the training split."""
-    obj = cfg.objective
-    attributes = attribute_names(cfg)
-    scores = training_segment_scores(data_dir, len(attributes))
-    thresholds = [obj.threshold, *obj.attribute_thresholds]
+    obj, attributes = cfg.objective, attribute_names(cfg)
+    columns = [0, *(1 + cfg.scorer.attributes.index(a) for a in attributes[1:])]
+    scores = training_segment_scores(data_dir, columns, len(cfg.scorer.attributes))
+    thresholds = [obj.threshold, *(obj.attribute_thresholds[a] for a in attributes[1:])]
     cuts = tuple(level_cuts(s, resolve(t, s), obj.num_levels) for s, t in zip(scores, thresholds, strict=True))
-    return ControlScheme(tuple(map(tuple, level_tokens(attributes, obj.num_levels))), cuts)
+    return ControlScheme(tuple(map(tuple, level_tokens(attributes, obj.num_levels))), cuts, tuple(columns))
 
 
 def control_ids(tokenizer, cfg) -> set[int]:

@@ -38,7 +38,7 @@ def kl_capability(model_dir: Path, cfg: Config, cache_dir: Path) -> dict:
     """KL(reference || model) per character, sample and token (evaluation/kl.py); a conditional model is scored
     after `<|aligned|>`, as in the paper."""
     ev = cfg.evaluation
-    return kl_from_reference(LocalLM(model_dir), load_lm(ev.kl_reference), ev.kl_samples, cache_dir,
+    return kl_from_reference(LocalLM(model_dir, guidance=cfg.sampling.guidance), load_lm(ev.kl_reference), ev.kl_samples, cache_dir,
                              ev.kl_max_new_tokens or cfg.sampling.max_new_tokens)
 
 

@@ -4,7 +4,9 @@ Sampling is phf's own sampler (`phf.sampling.generate.sample`). Scoring treats e
 document: log p(text | document start), where the document start is the tokenizer's BOS token, or else
 its EOS token (phf documents follow an EOS in training), then the aligned control tokens of a conditional phf model
 (the paper's KL evaluation of conditional models). Texts longer than the context window are scored
-with a sliding window: every token once, with at least half a window of left context."""
+with a sliding window: every token once, with at least half a window of left context. With guidance
+(`phf.sampling.guidance`), both sampling and scoring use the guided next-token distribution
+log_softmax(l_aligned + w (l_aligned - l_misaligned)), so a KL measures what guidance costs."""
 
 from __future__ import annotations
 
@@ -51,8 +53,8 @@ def windows(length: int, first: int, window: int) -> list[tuple[int, int, int]]:
 
 
 class LocalLM(LanguageModel):
-    def __init__(self, model: str | Path, batch_size: int = 32):
-        self.name = str(model)
+    def __init__(self, model: str | Path, batch_size: int = 32, guidance: float = 0.0):
+        self.name, self.guidance = str(model), guidance  # guidance: sampling only (phf.sampling.guidance)
         self.loaded = _load(str(model))
         self.batch_size = batch_size
         self.window = _context_window(self.loaded.model.config)  # tokens per forward pass when scoring
@@ -61,13 +63,16 @@ class LocalLM(LanguageModel):
         if start is None:
             raise ValueError(f"tokenizer of {model} has neither a BOS nor an EOS token to start a document with")
         self.context = [start] + self.loaded.control("aligned")
+        self.worst_context = [start] + self.loaded.control("worst")  # guidance's contrast: as long as `context`
+        if guidance and not self.loaded.conditional:
+            raise ValueError(f"{model}: guidance contrasts control tokens; it needs a conditionally trained phf model")
         if self.window <= len(self.context):
             raise ValueError(f"{model}: a context window of {self.window} tokens leaves no room for text")
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int = 0) -> list[str]:
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             batch_size=self.batch_size, seed=seed)
+                             batch_size=self.batch_size, seed=seed, guidance=self.guidance)
         return sample(self.loaded, cfg, list(prompts), desc=f"sampling {self.name}")
 
     def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -96,8 +101,7 @@ class LocalLM(LanguageModel):
             # Right padding: real tokens keep positions 0.., and causal attention never sees the pads after them.
             input_ids = torch.tensor([pieces[k][1] + [pad] * (width - n) for k, n in zip(chosen, lengths, strict=True)])
             mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
-            logits = self.loaded.model(input_ids=input_ids, attention_mask=mask).logits
-            logprobs = logits.float().log_softmax(-1)  # fp32: sums over long texts stay accurate
+            logprobs = self._next_token_logprobs(input_ids, mask)
             for row, k in enumerate(chosen):
                 _, ids, scored = pieces[k]
                 n = len(ids)  # the token at position p is predicted at p - 1
@@ -107,6 +111,20 @@ class LocalLM(LanguageModel):
         for (number, _, _), piece_scores in zip(pieces, scores, strict=True):
             out[number] += piece_scores  # a sequence's pieces are listed in order
         return out
+
+    def _next_token_logprobs(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """fp32 log-probabilities (sums over long texts stay accurate); guided when guidance is set. A window that
+        starts with the aligned context is contrasted with the same window after the worst tags; the later windows of
+        a text longer than the context hold no tags, and are scored unguided, as they are scored unconditioned."""
+        logprobs = self.loaded.model(input_ids=input_ids, attention_mask=mask).logits.float().log_softmax(-1)
+        if not self.guidance:
+            return logprobs
+        n = len(self.context)
+        worst = input_ids.clone()
+        starts = (input_ids[:, :n] == torch.tensor(self.context)).all(-1)  # later windows have no tags to swap
+        worst[starts, :n] = torch.tensor(self.worst_context)
+        contrast = self.loaded.model(input_ids=worst, attention_mask=mask).logits.float().log_softmax(-1)
+        return (logprobs + self.guidance * (logprobs - contrast)).log_softmax(-1)
 
     def log_likelihood(self, texts: list[str]) -> list[TextLogProb]:
         ids = [self.tokenize(text)[0] for text in texts]
