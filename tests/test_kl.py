@@ -8,7 +8,7 @@ import random
 import pytest
 
 from phf.cli import main
-from phf.data.tokenizer import control_ids
+from phf.data.tokenizer import ALIGNED
 from phf.evaluation.kl import kl_from_reference, ratio_se
 from phf.lm import LanguageModel, LocalLM, TextLogProb
 from phf.training.train import train
@@ -143,7 +143,7 @@ def test_kl_from_an_mle_model_trained_longer(models, tmp_path):
 
 def test_a_conditional_model_is_scored_after_the_aligned_token(models, tmp_path):
     reference, conditional, plain = (LocalLM(models[name]) for name in ("long", "conditional", "conditional"))
-    assert conditional.context[-1] == control_ids(conditional.loaded.tokenizer)[0]
+    assert conditional.context[-1] == conditional.loaded.tokenizer.convert_tokens_to_ids(ALIGNED)
     plain.context = plain.context[:-1]  # the same model scoring without `<|aligned|>`
     aligned, without = local_kl(conditional, reference, tmp_path), local_kl(plain, reference, tmp_path)
     assert aligned["kl_per_char"] != without["kl_per_char"]

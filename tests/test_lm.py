@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from phf.cli import main
-from phf.data.tokenizer import control_ids
+from phf.data.tokenizer import ALIGNED
 from phf.lm import LMError, LocalLM, OpenAICompatibleLM, TextLogProb, load_lm
 from phf.lm.local import windows
 from phf.lm.server import start_server
@@ -114,7 +114,7 @@ def test_a_conditional_model_scores_texts_after_aligned(model_dir, tmp_path):
     (tmp_path / "model" / PHF_INFO).write_text(json.dumps({**info, "objective": "conditional", "conditional": True}))
     cond = LocalLM(tmp_path / "model")
     tok = cond.loaded.tokenizer
-    assert cond.context == [tok.eos_token_id, control_ids(tok)[0]]
+    assert cond.context == [tok.eos_token_id, tok.convert_tokens_to_ids(ALIGNED)]
     ids = cond.tokenize(SHORT)[0]
     [score] = cond.log_likelihood([SHORT])
     assert score.logprob == pytest.approx(sum(direct(cond, cond.context + ids, len(ids))), abs=1e-4)
