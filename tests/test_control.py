@@ -206,6 +206,7 @@ def test_experiment_puts_graded_guided_and_cooldown_arms_beside_conditional(tmp_
     cooled = [json.loads(line) for line in (tmp_path / "conditional-cooldown" / "log.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in cooled) == 8 and "model_of" not in results["conditional-cooldown"]
     assert "conditional-guided-w3" in (tmp_path / "results.md").read_text()
+    assert "conditional-guided-w1 uses conditional's" in (tmp_path / "report" / "index.html").read_text()
 
 
 @torch.no_grad()

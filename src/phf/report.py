@@ -222,7 +222,7 @@ def _summary(data: dict) -> str:
     results = data["results"]
     best_mis = min(results, key=lambda a: results[a]["unconditional"]["mean"])
     with_loss = [a for a in results if "heldout_loss" in results[a]]
-    text = (f"This experiment on the <b>{html.escape(str(data.get('task', '?')))}</b> task trained "
+    text = (f"This experiment on the <b>{html.escape(str(data.get('task', '?')))}</b> task compared "
             f"{len(results)} arms ({html.escape(', '.join(results))}) and evaluated each on misalignment of its "
             f"samples, held-out loss and diversity. The lowest unconditional misalignment is "
             f"<b>{html.escape(best_mis)}</b> ({results[best_mis]['unconditional']['mean']:.5f})")
@@ -261,6 +261,16 @@ def _attributes_note(results: dict[str, dict]) -> str:
     return (f"\n<li><b>Attribute columns</b> (<code>scorer.attributes</code>, after <i>prompted mean</i>): the mean "
             f"misalignment of the same unconditional samples by each further scorer, on its own scale ({meanings}); "
             "lower is better.</li>")
+
+
+def _shared_model_note(results: dict[str, dict]) -> str:
+    shared = {arm: m["model_of"] for arm, m in results.items() if m.get("model_of")}
+    if not shared:
+        return ""
+    pairs = ", ".join(f"{html.escape(arm)} uses {html.escape(of)}'s" for arm, of in shared.items())
+    return (f"\n<li><b>Arms that share a model</b> ({pairs}): they differ only in how it is sampled (e.g. "
+            "<code>sampling.guidance</code>), so their held-out loss is that model's; their samples, diversity and "
+            "KL (scored with the guided next-token distribution) are their own.</li>")
 
 
 def _write_metrics(out: Path, results: dict[str, dict]) -> None:
@@ -323,7 +333,7 @@ def write_report(experiment_dir: Path) -> Path:
 <p>Mean misalignment of unconditional samples against tokens seen.{curves_note}</p>
 {img("curves-plot", curves, "Misalignment against tokens seen")}
 {optional}
-{HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))), attributes=_attributes_note(results))}
+{HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))), attributes=_attributes_note(results) + _shared_model_note(results))}
 <h2>Samples</h2>
 <p>For each arm, the {NUM_EXTREMES} highest- and {NUM_EXTREMES} lowest-scoring unconditional samples.</p>
 {"".join(_samples_section(experiment_dir, arm) for arm in results)}
