@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from phf.data.scoring import read_scored
+from phf.data.scoring import ATTRIBUTE_SCORES, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED
-
-ATTRIBUTE_SCORES = "attribute_scores"  # scored-shard column: per segment, one score per scorer.attributes entry
 
 
 def attribute_names(cfg) -> list[str]:

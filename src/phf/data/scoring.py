@@ -41,7 +41,8 @@ SCHEMA = pa.schema([
     ("avg_score", pa.float64()),
 ])
 # Only with scorer.attributes, so data scored without them keeps the paper's columns.
-ATTRIBUTE_SCHEMA = SCHEMA.append(pa.field("attribute_scores", pa.list_(pa.list_(pa.float64()))))
+ATTRIBUTE_SCORES = "attribute_scores"  # per segment, one score per scorer.attributes entry
+ATTRIBUTE_SCHEMA = SCHEMA.append(pa.field(ATTRIBUTE_SCORES, pa.list_(pa.list_(pa.float64()))))
 
 # One of each per worker process: models are loaded once, not once per shard.
 _scorer = None
@@ -121,7 +122,7 @@ def _add_attribute_scores(rows: list[dict], skipped: list) -> list[dict]:
         if unscored is not None:
             skipped.append((row["doc_id"], f"attribute {unscored} gave no score (NaN or None)"))
             continue
-        kept.append({**row, "attribute_scores": [[float(s) for s in segment] for segment in scores]})
+        kept.append({**row, ATTRIBUTE_SCORES: [[float(s) for s in segment] for segment in scores]})
     return kept
 
 
@@ -276,10 +277,10 @@ def scoring_report(data_dir: Path) -> dict:
         segments = 0
         totals, zeros = np.zeros(1 + len(attributes)), np.zeros(1 + len(attributes))  # the primary, then each attribute
         for path in sorted((Path(data_dir) / "scored" / split).glob("shard-*.parquet")):
-            table = pq.read_table(path, columns=["scores", "attribute_scores"] if attributes else ["scores"])
+            table = pq.read_table(path, columns=["scores", ATTRIBUTE_SCORES] if attributes else ["scores"])
             scores = np.asarray(table["scores"].combine_chunks().flatten())[:, None]
             if attributes:
-                per_segment = np.asarray(table["attribute_scores"].combine_chunks().flatten().flatten())
+                per_segment = np.asarray(table[ATTRIBUTE_SCORES].combine_chunks().flatten().flatten())
                 scores = np.hstack([scores, per_segment.reshape(-1, len(attributes))])
             segments, totals, zeros = segments + len(scores), totals + scores.sum(0), zeros + (scores == 0).sum(0)
         stats = [{"mean_segment_score": float(total / segments) if segments else None,
