@@ -225,3 +225,10 @@ def test_a_guided_model_scores_texts_with_the_guided_distribution(graded_model):
         steps = (a + 3.0 * (a - m)).log_softmax(-1)[n - 1:-1]
         assert got.logprob == pytest.approx(steps.gather(-1, torch.tensor(ids)[:, None]).sum().item(), abs=1e-3)
         assert got.logprob != pytest.approx(plain.log_likelihood([text])[0].logprob, abs=1e-3)
+
+
+def test_phf_sample_takes_a_guidance_weight(graded_model, capsys):
+    _, model_dir = graded_model
+    main(["sample", "--model", str(model_dir), "-n", "2", "--guidance", "2", "sampling.max_new_tokens=4"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["text"] is not None for line in lines)

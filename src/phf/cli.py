@@ -57,10 +57,18 @@ def cmd_train(a) -> None:
         print(f"model saved in {model_dir}")
 
 
+def _guidance_arg(p) -> None:
+    p.add_argument("--guidance", type=float, metavar="W",
+                   help="conditional models: classifier-free guidance, l = l_aligned + W (l_aligned - l_misaligned) "
+                        "(sets sampling.guidance; 0 = plain conditional sampling)")
+
+
 def cmd_sample(a) -> None:
     from phf.config import load_config
     from phf.sampling.generate import load_model, read_prompts, sample
 
+    if a.guidance is not None:
+        a.overrides.append(f"sampling.guidance={a.guidance}")
     cfg = load_config(a.task, None, a.overrides)
     loaded = load_model(a.model)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
@@ -92,7 +100,7 @@ def cmd_evaluate(a) -> None:
 
     # The shorthands are overrides; the spec goes in as a JSON string, which YAML reads back unchanged.
     shorthands = {"evaluation.kl_reference": json.dumps(a.kl_reference) if a.kl_reference else None,
-                  "evaluation.kl_samples": a.kl_samples}
+                  "evaluation.kl_samples": a.kl_samples, "sampling.guidance": a.guidance}
     a.overrides += [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     cfg = (_trained_config(a.model, a.overrides) if a.method is None else None) \
         or load_config(a.task, a.method or "mle", a.overrides)
@@ -207,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="JSONL file of prompts, one {\"text\": ...} per line")
     p.add_argument("-n", "--num-samples", type=int, default=8, help="samples (per prompt, with --prompts)")
     p.add_argument("--output", help="JSONL file to write (default: standard output)")
+    _guidance_arg(p)
     _config_args(p, method=None)
     p.set_defaults(func=cmd_sample)
 
@@ -226,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "model trained longer, a hub name, or openai:MODEL@URL (sets evaluation.kl_reference)")
     p.add_argument("--kl-samples", type=int, metavar="N",
                    help="reference samples the KL is estimated on (sets evaluation.kl_samples; default 256)")
+    _guidance_arg(p)
     _config_args(p, method="")
     p.set_defaults(func=cmd_evaluate)
 
