@@ -147,7 +147,7 @@ def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: 
           f"logs in {out_dir}/<arm>/output.log")
     budget = sum(a.cfg.training.num_tokens for a in arms if not a.model_of)
     with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool, \
-            tqdm(total=budget, desc="training", unit="tok", unit_scale=True) as bar:
+            tqdm(total=budget, desc="training" if budget else "evaluating", unit="tok", unit_scale=True) as bar:
         futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name, out_dir / a.name / "output.log",
                                        _model_of(a, out_dir)) for a in arms}
         while not all(f.done() for f in futures.values()):
