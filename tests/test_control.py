@@ -70,7 +70,8 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
         (tmp_path / "scored" / split).mkdir(parents=True)
         rows = [{**d, "avg_score": float(np.mean(d["scores"]))} for d in ATTRIBUTE_DOCS]
         pq.write_table(pa.Table.from_pylist(rows, schema), tmp_path / "scored" / split / "shard-00000.parquet")
-    cfg = tiny_config("conditional", "scorer.attributes=[profanity, pii]", "objective.attribute_thresholds={pii: 0.1}",
+    (tmp_path / "scored" / "info.json").write_text(json.dumps({"scorer": {"attributes": ["profanity", "pii"]}}))
+    cfg = tiny_config("conditional", "scorer.attributes=[pii, profanity]", "objective.attribute_thresholds={pii: 0.1}",
                       "objective.drop_token_fraction=0")
     train_bpe(["".join(d["texts"]) for d in ATTRIBUTE_DOCS] * 5, 300, tmp_path / "tok")
     tokenizer = load_tokenizer(str(tmp_path / "tok"), control_tokens(cfg))
@@ -82,6 +83,9 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
     assert text == ("<|pep8=0|><|pii=1|>good line\n<|pep8=1|><|pii=0|>bad  line\n<|endoftext|>"
                     "<|pep8=1|><|pii=0|>worse  line\n<|endoftext|>"
                     "<|pep8=0|><|pii=0|>fine\n<|pep8=0|><|pii=1|>ok\n<|endoftext|>")
+    (tmp_path / "scored" / "info.json").write_text(json.dumps({"scorer": {"attributes": ["profanity"]}}))
+    with pytest.raises(ValueError, match="holds no pii scores: score the corpus with scorer.attributes"):
+        build_scheme(cfg, tmp_path)
 
 
 def test_attribute_thresholds_and_cooldown_are_checked():

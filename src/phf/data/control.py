@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from phf.data.scoring import ATTRIBUTE_SCORES, read_scored
+from phf.data.scoring import ATTRIBUTE_SCORES, read_scored, scored_attributes
 from phf.data.tokenizer import ALIGNED, MISALIGNED
 
 
@@ -83,8 +83,8 @@ def resolve(value: float | str, scores: np.ndarray) -> float:
 
 
 def training_segment_scores(data_dir: Path, columns: list[int], num_attributes: int) -> list[np.ndarray]:
-    """Every training segment's scores in `columns` of its scores (0: scorer.name's, i: scorer.attributes[i - 1],
-    of `num_attributes` in all)."""
+    """Every training segment's scores in `columns` of its scores (0: scorer.name's, i: the i-th of the
+    `num_attributes` attributes the corpus was scored on)."""
     table = read_scored(data_dir, "train", ["scores"] + ([ATTRIBUTE_SCORES] if num_attributes else []))
     flat = np.asarray(pc.list_flatten(pc.list_flatten(table[ATTRIBUTE_SCORES]))) if num_attributes else None
     return [np.asarray(pc.list_flatten(table["scores"])) if c == 0 else flat[c - 1::num_attributes] for c in columns]
@@ -93,8 +93,13 @@ def training_segment_scores(data_dir: Path, columns: list[int], num_attributes: 
 def build_scheme(cfg, data_dir: Path) -> ControlScheme:
     """The control scheme of a conditional config, its thresholds and quantiles taken from the training split."""
     obj, attributes = cfg.objective, attribute_names(cfg)
-    columns = [0, *(1 + cfg.scorer.attributes.index(a) for a in attributes[1:])]
-    scores = training_segment_scores(data_dir, columns, len(cfg.scorer.attributes))
+    scored = scored_attributes(data_dir)
+    missing = [a for a in attributes[1:] if a not in scored]
+    if missing:
+        raise ValueError(f"{data_dir}/scored holds no {', '.join(missing)} scores: score the corpus with "
+                         f"scorer.attributes={cfg.scorer.attributes} (e.g. phf score 'scorer.attributes=[...]')")
+    columns = [0, *(1 + scored.index(a) for a in attributes[1:])]
+    scores = training_segment_scores(data_dir, columns, len(scored))
     thresholds = [obj.threshold, *(obj.attribute_thresholds[a] for a in attributes[1:])]
     cuts = tuple(level_cuts(s, resolve(t, s), obj.num_levels) for s, t in zip(scores, thresholds, strict=True))
     return ControlScheme(tuple(map(tuple, level_tokens(attributes, obj.num_levels))), cuts, tuple(columns))
