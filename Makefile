@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo compare beyond toxicity pii test clean
+.PHONY: demo compare beyond attributes toxicity pii test clean
 
 $(BIN)/phf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ runs/corpora/toxicity.jsonl: $(BIN)/phf benchmarks/corpora.py
 
 toxicity: runs/corpora/toxicity.jsonl
 	$(BIN)/phf experiment --task toxicity --corpus runs/corpora/toxicity.jsonl --parallel 2 --output runs/toxicity
+
+# Two attributes at once on the toxicity corpus: conditional training on toxicity tokens only, and on
+# toxicity and PII tokens together, next to MLE; every arm is scored for both.
+attributes: runs/corpora/toxicity.jsonl
+	$(BIN)/phf experiment --task toxicity --corpus runs/corpora/toxicity.jsonl --methods mle conditional \
+		conditional-with-pii --parallel 2 --output runs/attributes training.num_tokens=1000000
 
 pii: runs/corpora/toxicity.jsonl
 	$(BIN)/phf experiment --task pii --corpus runs/corpora/pii.jsonl --parallel 2 --output runs/pii
