@@ -90,3 +90,16 @@ def write_nl_corpus(path: Path, n: int = 32) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     return path
+
+
+def generated_rows(loaded) -> list[list[int]]:
+    """Every row `generate` returns from now on (context and sampled tokens, before control tokens are stripped)."""
+    rows, original = [], loaded.model.generate
+
+    def recording(**kwargs):
+        out = original(**kwargs)
+        rows.extend(out.tolist())
+        return out
+
+    loaded.model.generate = recording
+    return rows

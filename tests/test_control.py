@@ -21,7 +21,7 @@ from phf.sampling.guidance import MisalignedGuidance
 from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule
 from phf.training.train import train
-from tests.conftest import TINY, tiny_config
+from tests.conftest import TINY, generated_rows, tiny_config
 
 
 def stream(out_dir):
@@ -142,8 +142,10 @@ def test_a_graded_model_samples_from_its_best_level_and_never_emits_another(grad
     worse = loaded.tokenizer.convert_tokens_to_ids(["<|pep8=1|>", "<|pep8=2|>"])
     with torch.no_grad():  # make the worse levels the model's favourite tokens
         loaded.model.lm_head.weight[worse] = 100 * loaded.model.lm_head.weight.abs().max()
+    rows = generated_rows(loaded)
     texts = sample(loaded, cfg.sampling.model_copy(update={"max_new_tokens": 6}), ["", "x = 1\n"])
     assert len(texts) == 2 and not any("<|pep8=" in t for t in texts)
+    assert rows and not any(set(worse) & set(row) for row in rows)
 
 
 def test_guidance_with_weight_zero_is_plain_conditional_sampling(graded_model):
@@ -236,3 +238,18 @@ def test_phf_sample_takes_a_guidance_weight(graded_model, capsys):
     main(["sample", "--model", str(model_dir), "-n", "2", "--guidance", "2", "sampling.max_new_tokens=4"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(json.loads(line)["text"] is not None for line in lines)
+
+
+def test_untagged_sampling_gives_no_control_token_and_allows_none(graded_model):
+    cfg, model_dir = graded_model
+    loaded = load_model(model_dir)
+    untagged = cfg.sampling.model_copy(update={"tags": "none", "max_new_tokens": 6})
+    assert _context_ids(loaded, "", None) == [loaded.tokenizer.eos_token_id]
+    every_tag = loaded.control("all")
+    with torch.no_grad():  # make the control tokens, the aligned one included, the model's favourite tokens
+        loaded.model.lm_head.weight[every_tag] = 100 * loaded.model.lm_head.weight.abs().max()
+    rows = generated_rows(loaded)
+    sample(loaded, untagged, ["", "x = 1\n"])
+    assert rows and not any(set(every_tag) & set(row) for row in rows)  # neither in the context nor sampled
+    with pytest.raises(ValueError, match="guidance .* needs sampling.tags=aligned"):
+        sample(loaded, untagged.model_copy(update={"guidance": 1.0}), [""])

@@ -15,7 +15,7 @@ from phf.sampling.generate import load_model, sample
 from phf.training.model import build_model
 from phf.training.train import train
 from phf.training.value_head import GPT2WithValueHead
-from tests.conftest import tiny_config
+from tests.conftest import generated_rows, tiny_config
 
 
 def losses(run_dir):
@@ -108,11 +108,9 @@ def test_misaligned_token_is_never_sampled(data_dir, tmp_path):
     misaligned = loaded.tokenizer.convert_tokens_to_ids(MISALIGNED)
     with torch.no_grad():  # make <|misaligned|> the model's favourite token
         loaded.model.lm_head.weight[misaligned] = 100 * loaded.model.lm_head.weight.abs().max()
-    original_decode = loaded.tokenizer.decode
-    seen = []
-    loaded.tokenizer.decode = lambda ids, **kw: seen.append(list(ids)) or original_decode(ids, **kw)
+    rows = generated_rows(loaded)  # before control tokens are stripped from the text
     sample(loaded, cfg.sampling, [""] * 4)
-    assert seen and all(misaligned not in ids for ids in seen)
+    assert rows and all(misaligned not in row for row in rows)
 
 
 def test_control_tokens_added_to_a_pretrained_model_start_at_the_mean(tmp_path):

@@ -153,6 +153,7 @@ class SamplingConfig(Section):
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass (paper: 0.9).")
     batch_size: int = Field(64, gt=0, description="Samples generated per forward pass.")
     seed: int = Field(0, description="Seed of the sampler.")
+    tags: Literal["aligned", "none"] = Field("aligned", description="Conditional models: start every segment from the aligned control tokens, or from none, with every control token suppressed: what the model writes untagged (e.g. after a tag cooldown, objective.cooldown_fraction).")
     guidance: float = Field(0.0, ge=0, description="Conditional models: classifier-free guidance weight w, next-token log-probabilities l = l_aligned + w (l_aligned - l_misaligned), where l_misaligned conditions on the worst level of every attribute; 0 = plain conditional sampling (transformers' guidance_scale = 1 + w). Costs a second forward pass per token.")
 
 

@@ -72,12 +72,12 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def _context_ids(loaded: LoadedModel, prompt: str, level: str = "aligned") -> list[int]:
+def _context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned") -> list[int]:
     """EOS (documents start after one in training), then a conditional model's control tokens of `level`
-    ("aligned"; "worst" for guidance), then the prompt. A conditional model's prompt gets them before each
-    line, as every segment had in training."""
+    ("aligned"; "worst" for guidance; None: none), then the prompt. A conditional model's prompt gets them
+    before each line, as every segment had in training."""
     tok = loaded.tokenizer
-    ids, tags = [tok.eos_token_id], loaded.control(level)
+    ids, tags = [tok.eos_token_id], loaded.control(level) if level else []
     if not prompt:
         return ids + tags
     lines = prompt.splitlines(keepends=True) if loaded.conditional else [prompt]
@@ -99,7 +99,10 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     tok, model = loaded.tokenizer, loaded.model
     if cfg.guidance and not loaded.conditional:
         raise ValueError("sampling.guidance contrasts control tokens: it needs a model trained with conditional training")
-    control, aligned = set(loaded.control("all")), set(loaded.control("aligned"))
+    if cfg.guidance and cfg.tags == "none":
+        raise ValueError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
+    level = "aligned" if cfg.tags == "aligned" else None
+    control, aligned = set(loaded.control("all")), set(loaded.control(level) if level else [])
     suppress = sorted(control - aligned)
     room = model.config.n_positions - cfg.max_new_tokens  # context the model has positions for
     if room < 2:
@@ -110,7 +113,8 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch"):
         # A prompt too long for the context keeps its end, the part the continuation follows.
         batch = prompts[start:start + cfg.batch_size]
-        input_ids, attention_mask = _left_padded([_context_ids(loaded, p)[-room:] for p in batch], tok.eos_token_id)
+        input_ids, attention_mask = _left_padded([_context_ids(loaded, p, level)[-room:] for p in batch],
+                                                 tok.eos_token_id)
         common = dict(input_ids=input_ids, attention_mask=attention_mask, do_sample=True, top_k=0,
                       max_new_tokens=cfg.max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id,
                       use_cache=True)
