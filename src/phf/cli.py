@@ -112,7 +112,7 @@ def cmd_evaluate(a) -> None:
 
 def cmd_redteam(a) -> None:
     from phf.config import load_config
-    from phf.lm import LocalLM, load_lm
+    from phf.lm import load_lm
     from phf.redteam import Template, format_table, run_redteam, template_path
     from phf.sampling.generate import read_prompts
     from phf.scorers import get_scorer
@@ -125,11 +125,7 @@ def cmd_redteam(a) -> None:
     if not (a.prompts or cfg.evaluation.prompts):
         raise ValueError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
     seeds = read_prompts(a.prompts or cfg.evaluation.prompts)
-    target = load_lm(a.model)
-    if cfg.sampling.guidance:  # the target as it is sampled (red teaming scores its continuations)
-        if not isinstance(target, LocalLM):
-            raise ValueError("sampling.guidance needs a local phf model; a remote model is sampled by its server")
-        target.guidance = cfg.sampling.guidance
+    target = load_lm(a.model, guidance=cfg.sampling.guidance)  # sampled as configured, guidance included
     red = load_lm(cfg.redteam.red_lm) if cfg.redteam.red_lm else target
     output = a.output or (Path(a.model).parent / "redteam" if Path(a.model).exists() else Path("runs/redteam"))
     print(format_table(run_redteam(target, red, get_scorer(cfg.scorer), cfg, seeds, output)))
@@ -273,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with the same token budget, evaluate each the same way, print and save a table. "
                                    "Finished arms are reused; a killed experiment resumes.")
     p.add_argument("--corpus", help="corpus to score and train on, as for `phf score` (default: the task's)")
-    p.add_argument("--methods", nargs="+", help="method recipes to compare (default: the paper's six objectives, or every recipe of a task without "
-                        "them). Beyond the paper, each shipped task also has conditional-graded (K=4 levels), "
+    p.add_argument("--methods", nargs="+",
+                   help="method recipes to compare (default: the paper's six objectives, or every recipe of a task "
+                        "without them). Beyond the paper, each shipped task also has conditional-graded (K=4 levels), "
                         "conditional-guided-w1 / -w3 (classifier-free guidance), conditional-cooldown (untagged last "
                         "10%%); toxicity has conditional-with-pii (two attributes)")
     p.add_argument("--output", type=Path, default=Path("runs/experiment"), help="experiment folder (default: runs/experiment)")
