@@ -253,3 +253,13 @@ def test_untagged_sampling_gives_no_control_token_and_allows_none(graded_model):
     assert rows and not any(set(every_tag) & set(row) for row in rows)  # neither in the context nor sampled
     with pytest.raises(ValueError, match="guidance .* needs sampling.tags=aligned"):
         sample(loaded, untagged.model_copy(update={"guidance": 1.0}), [""])
+
+
+def test_an_untagged_local_lm_scores_and_samples_without_control_tokens(graded_model):
+    _, model_dir = graded_model
+    untagged, tagged = LocalLM(model_dir, tags="none"), LocalLM(model_dir)
+    assert untagged.context == [untagged.loaded.tokenizer.eos_token_id] and len(tagged.context) == 2
+    assert untagged.log_likelihood(["x = 1\n"])[0].logprob != pytest.approx(tagged.log_likelihood(["x = 1\n"])[0].logprob)
+    assert len(untagged.generate(["", "def f():\n"], max_new_tokens=4)) == 2
+    with pytest.raises(ValueError, match="needs sampling.tags=aligned"):
+        LocalLM(model_dir, guidance=1.0, tags="none")

@@ -125,7 +125,7 @@ def cmd_redteam(a) -> None:
     if not (a.prompts or cfg.evaluation.prompts):
         raise ValueError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
     seeds = read_prompts(a.prompts or cfg.evaluation.prompts)
-    target = load_lm(a.model, guidance=cfg.sampling.guidance)  # sampled as configured, guidance included
+    target = load_lm(a.model, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)  # sampled as configured
     red = load_lm(cfg.redteam.red_lm) if cfg.redteam.red_lm else target
     output = a.output or (Path(a.model).parent / "redteam" if Path(a.model).exists() else Path("runs/redteam"))
     print(format_table(run_redteam(target, red, get_scorer(cfg.scorer), cfg, seeds, output)))

@@ -195,7 +195,7 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
     if done.exists() and (out / "settings.yaml").exists() and yaml.safe_load((out / "settings.yaml").read_text()) == settings:
         result = json.loads(done.read_text())
     else:
-        target = LocalLM(model_dir or run_dir / MODEL_DIR, guidance=cfg.sampling.guidance)
+        target = LocalLM(model_dir or run_dir / MODEL_DIR, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
         red = load_lm(red_spec)
         result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, read_prompts(cfg.evaluation.prompts), out)
         (out / "settings.yaml").write_text(yaml.safe_dump(settings))

@@ -36,9 +36,10 @@ def capability(model, cfg: Config, data_dir: Path) -> dict:
 
 def kl_capability(model_dir: Path, cfg: Config, cache_dir: Path) -> dict:
     """KL(reference || model) per character, sample and token (evaluation/kl.py); a conditional model is scored
-    after `<|aligned|>`, as in the paper."""
+    after `<|aligned|>`, as in the paper (guided, or with no tag, as `sampling` says)."""
     ev = cfg.evaluation
-    return kl_from_reference(LocalLM(model_dir, guidance=cfg.sampling.guidance), load_lm(ev.kl_reference), ev.kl_samples, cache_dir,
+    model = LocalLM(model_dir, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
+    return kl_from_reference(model, load_lm(ev.kl_reference), ev.kl_samples, cache_dir,
                              ev.kl_max_new_tokens or cfg.sampling.max_new_tokens)
 
 

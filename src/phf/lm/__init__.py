@@ -11,15 +11,15 @@ __all__ = ["LanguageModel", "TextLogProb", "LMError", "LocalLM", "OpenAICompatib
 REMOTE = "openai:"
 
 
-def load_lm(spec: str, api_key_env: str = "OPENAI_API_KEY", guidance: float = 0.0) -> LanguageModel:
+def load_lm(spec: str, api_key_env: str = "OPENAI_API_KEY", guidance: float = 0.0, tags: str = "aligned") -> LanguageModel:
     """`openai:MODEL@BASE_URL` (e.g. openai:llama-3-8b@http://127.0.0.1:8000/v1): a model behind an
     OpenAI-compatible server, its API key read from `api_key_env` if set; anything else: a local model
-    folder (phf or Hugging Face) or a hub name. `guidance`: a conditional phf model's guidance weight
-    (`sampling.guidance`), for local models only."""
+    folder (phf or Hugging Face) or a hub name. `guidance` and `tags`: how a conditional phf model is sampled
+    (`sampling.guidance`, `sampling.tags`), for local models only."""
     if not spec.startswith(REMOTE):
-        return LocalLM(spec, guidance=guidance)
-    if guidance:
-        raise ValueError(f"sampling.guidance needs a local phf model; {spec} is sampled by its server")
+        return LocalLM(spec, guidance=guidance, tags=tags)
+    if guidance or tags != "aligned":
+        raise ValueError(f"sampling.guidance and sampling.tags need a local phf model; {spec} is sampled by its server")
     model, _, base_url = spec[len(REMOTE):].partition("@")  # the first @: URLs may hold one, model names do not
     if not model or not base_url.startswith(("http://", "https://")):
         raise ValueError(f"malformed model spec {spec!r}: expected openai:MODEL@BASE_URL, "

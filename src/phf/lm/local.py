@@ -6,7 +6,8 @@ its EOS token (phf documents follow an EOS in training), then the aligned contro
 (the paper's KL evaluation of conditional models). Texts longer than the context window are scored
 with a sliding window: every token once, with at least half a window of left context. With guidance
 (`phf.sampling.guidance`), both sampling and scoring use the guided next-token distribution
-log_softmax(l_aligned + w (l_aligned - l_misaligned)), so a KL measures what guidance costs."""
+log_softmax(l_aligned + w (l_aligned - l_misaligned)), so a KL measures what guidance costs; with
+tags="none", a conditional model is sampled and scored with no control token."""
 
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def windows(length: int, first: int, window: int) -> list[tuple[int, int, int]]:
 
 
 class LocalLM(LanguageModel):
-    def __init__(self, model: str | Path, batch_size: int = 32, guidance: float = 0.0):
-        self.name, self.guidance = str(model), guidance  # guidance: sampling only (phf.sampling.guidance)
+    def __init__(self, model: str | Path, batch_size: int = 32, guidance: float = 0.0, tags: str = "aligned"):
+        # guidance and tags as in SamplingConfig: a conditional model sampled and scored guided, or with no tag
+        self.name, self.guidance, self.tags = str(model), guidance, tags
         self.loaded = _load(str(model))
         self.batch_size = batch_size
         self.window = _context_window(self.loaded.model.config)  # tokens per forward pass when scoring
@@ -62,17 +64,19 @@ class LocalLM(LanguageModel):
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if start is None:
             raise ValueError(f"tokenizer of {model} has neither a BOS nor an EOS token to start a document with")
-        self.context = [start] + self.loaded.control("aligned")
+        self.context = [start] + (self.loaded.control("aligned") if tags == "aligned" else [])
         self.worst_context = [start] + self.loaded.control("worst")  # guidance's contrast: as long as `context`
         if guidance and not self.loaded.conditional:
             raise ValueError(f"{model}: guidance contrasts control tokens; it needs a conditionally trained phf model")
+        if guidance and tags != "aligned":
+            raise ValueError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
         if self.window <= len(self.context):
             raise ValueError(f"{model}: a context window of {self.window} tokens leaves no room for text")
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int = 0) -> list[str]:
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             batch_size=self.batch_size, seed=seed, guidance=self.guidance)
+                             batch_size=self.batch_size, seed=seed, guidance=self.guidance, tags=self.tags)
         return sample(self.loaded, cfg, list(prompts), desc=f"sampling {self.name}")
 
     def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
