@@ -93,7 +93,7 @@ def training_segment_scores(data_dir: Path, columns: list[int], num_attributes: 
 def build_scheme(cfg, data_dir: Path) -> ControlScheme:
     """The control scheme of a conditional config, its thresholds and quantiles taken from the training split."""
     obj, attributes = cfg.objective, attribute_names(cfg)
-    scored = scored_attributes(data_dir)
+    scored = scored_attributes(data_dir) if len(attributes) > 1 else []  # the paper's scheme needs `scores` only
     missing = [a for a in attributes[1:] if a not in scored]
     if missing:
         raise ValueError(f"{data_dir}/scored holds no {', '.join(missing)} scores: score the corpus with "
