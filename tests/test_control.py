@@ -22,11 +22,7 @@ from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule
 from phf.training.train import train
 from tests.conftest import TINY, generated_rows, tiny_config
-
-
-def stream(out_dir):
-    meta = json.loads((out_dir / "meta.json").read_text())
-    return meta, np.fromfile(out_dir / "tokens.bin", dtype=meta["dtype"]).tolist()
+from tests.test_packing import stream
 
 
 def test_levels_split_the_scores_above_the_threshold_at_equal_quantiles():
@@ -44,7 +40,7 @@ def test_graded_tokens_tag_every_segment_with_its_level(data_dir, tmp_path):
     tokenizer, _ = prepare_tokenizer(cfg, data_dir)
     scheme = build_scheme(cfg, data_dir)
     meta = pack(data_dir, "train", tokenizer, Transform(control=scheme), tmp_path)
-    _, ids = stream(tmp_path)
+    _, ids, _ = stream(tmp_path)
 
     segment_scores = [s for doc in read_scored(data_dir, "train", ["scores"])["scores"].to_pylist() for s in doc]
     above = np.array([s for s in segment_scores if s > 0])
@@ -78,7 +74,7 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
     scheme = build_scheme(cfg, tmp_path)
     assert scheme.tokens == (("<|pep8=0|>", "<|pep8=1|>"), ("<|pii=0|>", "<|pii=1|>"))
     pack(tmp_path, "train", tokenizer, Transform(control=scheme), tmp_path / "packed")
-    _, ids = stream(tmp_path / "packed")
+    _, ids, _ = stream(tmp_path / "packed")
     text = tokenizer.decode(ids)
     assert text == ("<|pep8=0|><|pii=1|>good line\n<|pep8=1|><|pii=0|>bad  line\n<|endoftext|>"
                     "<|pep8=1|><|pii=0|>worse  line\n<|endoftext|>"

@@ -66,7 +66,8 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
     eos = tokenizer.eos_token_id
     control = transform.control
     several = control is not None and len(control.tokens) > 1  # tags of scorer.attributes too
-    tag_ids = {t: tokenizer.get_vocab().get(t) for tokens in (control.tokens if control else ()) for t in tokens}
+    vocab = tokenizer.get_vocab()  # built anew by every call: once here
+    tag_ids = {t: vocab.get(t) for tokens in (control.tokens if control else ()) for t in tokens}
     if None in tag_ids.values():
         raise ValueError(f"the tokenizer lacks control tokens {[t for t, i in tag_ids.items() if i is None]}; "
                          "load it with phf.data.tokenizer.load_tokenizer(..., control_tokens)")
