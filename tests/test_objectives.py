@@ -5,13 +5,14 @@ import torch
 
 from phf.config import ObjectiveConfig
 from phf.objectives import build_objective, mle
+from phf.objectives.nll import logits_token_nll
 
 
 def test_mle_against_hand_computed_values():
     # two positions, vocabulary of three: logits [0, ln 2, 0] -> p = [1/4, 1/2, 1/4]
     logits = torch.tensor([[[0.0, math.log(2), 0.0], [0.0, 0.0, 0.0]]])
     targets = torch.tensor([[1, 2]])
-    loss, metrics = mle(logits, targets, torch.zeros(1, 2), None)
+    loss, metrics = mle(logits_token_nll(logits, targets), torch.zeros(1, 2), None)
     expected = (-math.log(1 / 2) - math.log(1 / 3)) / 2
     assert loss.item() == torch.tensor(expected).item()
     assert metrics["nll"].item() == loss.item()
@@ -26,13 +27,14 @@ def test_filtering_and_conditional_use_the_mle_loss():
 # Two predictions over a vocabulary of two: p(target) = 1/2 at position 0, 3/4 at position 1.
 LOGITS = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]])
 TARGETS = torch.tensor([[1, 0]])
+NLL = logits_token_nll(LOGITS, TARGETS)  # [log 2, log 4/3]
 SCORES = torch.tensor([[0.0, 0.5]])  # the first target's segment is aligned, the second's is not
 
 
 def test_unlikelihood_against_hand_computed_values():
     from phf.objectives.unlikelihood import Unlikelihood
 
-    loss, metrics = Unlikelihood(threshold=0.0, alpha=0.5)(LOGITS, TARGETS, SCORES)
+    loss, metrics = Unlikelihood(threshold=0.0, alpha=0.5)(NLL, SCORES)
     # aligned: -log(1/2); misaligned: -0.5 * log(1 - 3/4) = 0.5 * log 4 = log 2
     assert loss.item() == pytest.approx((math.log(2) + math.log(2)) / 2, rel=1e-6)
     assert metrics["aligned_share"].item() == 0.5
@@ -42,15 +44,15 @@ def test_unlikelihood_threshold_zero_is_a_real_threshold():
     from phf.objectives.unlikelihood import Unlikelihood
 
     # with threshold 0, score 0.5 is misaligned; the reference code treated 0 as "no threshold" (all MLE)
-    ul, _ = Unlikelihood(threshold=0.0)(LOGITS, TARGETS, SCORES)
-    plain, _ = mle(LOGITS, TARGETS, SCORES, None)
+    ul, _ = Unlikelihood(threshold=0.0)(NLL, SCORES)
+    plain, _ = mle(NLL, SCORES, None)
     assert ul.item() != pytest.approx(plain.item())
 
 
 def test_rwr_against_hand_computed_values():
     from phf.objectives.weighted import RWR
 
-    loss, _ = RWR(beta=1.0)(LOGITS, TARGETS, SCORES)
+    loss, _ = RWR(beta=1.0)(NLL, SCORES)
     expected = (math.log(2) * 1.0 + math.log(4 / 3) * math.exp(-0.5)) / 2  # weight exp(R / beta), R = -score
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
@@ -59,7 +61,7 @@ def test_awr_against_hand_computed_values():
     from phf.objectives.weighted import AWR
 
     values = torch.tensor([[-0.25, -0.25]])
-    loss, metrics = AWR(alpha=0.5, beta=1.0)(LOGITS, TARGETS, SCORES, values)
+    loss, metrics = AWR(alpha=0.5, beta=1.0)(NLL, SCORES, values)
     # advantages R - V = [0.25, -0.25]; value loss mean((V - R)^2) = 0.0625
     policy = (math.log(2) * math.exp(0.25) + math.log(4 / 3) * math.exp(-0.25)) / 2
     assert loss.item() == pytest.approx(0.5 * policy + 0.5 * 0.0625, rel=1e-6)
@@ -70,9 +72,9 @@ def test_awr_weights_are_clipped_and_values_get_no_policy_gradient():
     from phf.objectives.weighted import AWR
 
     values = torch.tensor([[-1.0, -1.0]], requires_grad=True)
-    _, metrics = AWR(alpha=1.0, beta=0.1, max_weight=1000.0)(LOGITS, TARGETS, torch.zeros(1, 2), values)
+    _, metrics = AWR(alpha=1.0, beta=0.1, max_weight=1000.0)(NLL, torch.zeros(1, 2), values)
     assert metrics["weight_max"].item() == 1000.0  # exp(10) clipped
-    loss, _ = AWR(alpha=1.0, beta=1.0)(LOGITS, TARGETS, SCORES, values)
+    loss, _ = AWR(alpha=1.0, beta=1.0)(NLL, SCORES, values)
     loss.backward()
     assert values.grad.abs().sum() == 0  # with alpha = 1 only the (detached) weights see V
 
@@ -81,9 +83,9 @@ def test_rwr_is_awr_with_alpha_one_and_no_value_head():
     from phf.objectives.weighted import AWR, RWR
 
     torch.manual_seed(0)
-    logits, targets, scores = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5)), torch.rand(2, 5)
-    rwr, _ = RWR(beta=0.3)(logits, targets, scores)
-    awr, _ = AWR(alpha=1.0, beta=0.3)(logits, targets, scores, torch.zeros(2, 5))
+    nll, scores = torch.rand(2, 5) * 5, torch.rand(2, 5)
+    rwr, _ = RWR(beta=0.3)(nll, scores)
+    awr, _ = AWR(alpha=1.0, beta=0.3)(nll, scores, torch.zeros(2, 5))
     assert rwr.item() == pytest.approx(awr.item(), rel=1e-6)
 
 
@@ -100,18 +102,18 @@ def test_trainer_shifts_scores_and_values_once():
 
     seen = {}
 
-    def spy(logits, targets, scores, values):
-        seen.update(logits=logits, targets=targets, scores=scores, values=values)
-        return logits.sum() * 0, {}
+    def spy(nll, scores, values):
+        seen.update(nll=nll, scores=scores, values=values)
+        return nll.sum() * 0, {}
 
     torch.manual_seed(0)
     model = GPT2WithValueHead(GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2)).eval()
     ids, scores = torch.randint(0, 11, (2, 6)), torch.rand(2, 6)
-    PHFTrainer.compute_loss(SimpleNamespace(objective=spy, _metrics=defaultdict(list)), model,
-                            {"input_ids": ids, "scores": scores})
+    trainer = SimpleNamespace(objective=spy, _metrics=defaultdict(list), is_fsdp_enabled=False,
+                              args=SimpleNamespace(bf16=False, fp16=False))
+    PHFTrainer.compute_loss(trainer, model, {"input_ids": ids, "scores": scores})
     out = model(input_ids=ids)
-    assert torch.equal(seen["targets"], ids[:, 1:])
     assert torch.equal(seen["scores"], scores[:, 1:])
-    assert torch.allclose(seen["logits"], out.logits[:, :-1])
+    assert torch.allclose(seen["nll"], logits_token_nll(out.logits[:, :-1], ids[:, 1:]), atol=1e-6)
     assert torch.allclose(seen["values"], out["value_predictions"][:, :-1])
     assert (seen["values"] <= 0).all() and (seen["values"] >= -1).all()  # -sigmoid: rewards are <= 0

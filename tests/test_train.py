@@ -45,6 +45,27 @@ def test_every_objective_trains_every_parameter(method, data_dir, tmp_path):
         assert type(AutoModelForCausalLM.from_pretrained(model_dir)) is GPT2LMHeadModel
 
 
+def test_training_kernels_leave_a_plain_gpt2(data_dir, tmp_path, monkeypatch):
+    """Training picks its kernels (eager attention in bf16 on a CPU, fused tanh GELU); the saved model is a
+    plain GPT-2 that computes the same function with transformers' defaults, wherever it is loaded."""
+    chosen, choose = [], GPT2LMHeadModel.set_attn_implementation
+    monkeypatch.setattr(GPT2LMHeadModel, "set_attn_implementation", lambda self, name: chosen.append(name) or choose(self, name))
+    model_dir = train(tiny_config("mle", "training.bf16=true"), data_dir, tmp_path)
+    assert chosen == ["eager"]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["activation_function"] == "gelu_pytorch_tanh" and "attn_implementation" not in json.dumps(config)
+    monkeypatch.undo()
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.randint(0, 300, (2, 16))
+    eager = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    gelu_new = AutoModelForCausalLM.from_pretrained(model_dir, activation_function="gelu_new").eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+        assert torch.allclose(eager(input_ids=ids).logits, logits, atol=1e-5)
+        assert torch.allclose(gelu_new(input_ids=ids).logits, logits, atol=1e-5)  # the same GELU as GPT-2's
+
+
 def test_finetuning_from_a_checkpoint_counts_its_tokens(data_dir, tmp_path):
     mle_dir = train(tiny_config("mle", "training.num_tokens=512"), data_dir, tmp_path / "mle")
     cfg = tiny_config("conditional", f"model.init_from={mle_dir}", "training.num_tokens=1024")

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from phf.data.packing import PackedBlocks
-from phf.objectives.mle import token_nll
+from phf.objectives.nll import model_token_nll
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int]
         blocks = [data[int(i)] for i in picked[start:start + batch_size]]
         ids = torch.stack([b["input_ids"] for b in blocks])
         scores = torch.stack([b["scores"] for b in blocks])[:, 1:]
-        nll = token_nll(model(input_ids=ids).logits[:, :-1], ids[:, 1:])
+        nll, _ = model_token_nll(model, ids)
         keep = ~torch.isin(ids[:, 1:], excluded)
         for name, mask in (("all", keep), ("aligned", keep & (scores <= aligned_threshold))):
             sums[name][0] += float(nll[mask].sum())

@@ -1,10 +1,10 @@
 """Training objectives (PHF.md, Objectives). Every objective has one signature:
 
-    loss, metrics = objective(logits, targets, scores, values)
+    loss, metrics = objective(nll, scores, values)
 
-with tensors already shifted by the trainer so that position j predicts `targets[:, j]`:
-    logits  (B, T-1, V)  the model's output at positions 0..T-2
-    targets (B, T-1)     tokens 1..T-1
+with tensors already shifted by the trainer so that position j predicts token j + 1:
+    nll     (B, T-1)     -log p(token j+1 | tokens <= j), fp32 (`phf.objectives.nll`): every objective
+                         is a function of it and the scores, so the logits are never materialised
     scores  (B, T-1)     misalignment score of each *target* token's segment (R_j = -scores_j)
     values  (B, T-1)     value-head output at positions 0..T-2 (it predicts R_j), or None
 `metrics` maps names to scalar tensors (detached) that the trainer logs.
@@ -23,7 +23,7 @@ from phf.objectives.mle import mle
 from phf.objectives.unlikelihood import Unlikelihood
 from phf.objectives.weighted import AWR, RWR
 
-Objective = Callable[[Tensor, Tensor, Tensor, "Tensor | None"], tuple[Tensor, dict[str, Tensor]]]
+Objective = Callable[[Tensor, Tensor, "Tensor | None"], tuple[Tensor, dict[str, Tensor]]]
 
 # name -> objective, from the objective's config and its threshold resolved to a number
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig, float], Objective]] = {

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from phf.objectives.mle import token_nll
-
 MIN_ONE_MINUS_P = 1e-5  # log(1 - p) is -inf when p reaches 1
 
 
@@ -21,10 +19,9 @@ class Unlikelihood:
     threshold: float
     alpha: float = 1.0
 
-    def __call__(self, logits: Tensor, targets: Tensor, scores: Tensor, values: Tensor | None = None):
-        nll = token_nll(logits, targets)
+    def __call__(self, nll: Tensor, scores: Tensor, values: Tensor | None = None):
         aligned = scores <= self.threshold  # 0 is a real threshold (the reference code skipped it)
-        # log(1 - p) = log(-expm1(log p)): exact for small p, where 1 - exp(log p) would round to 1.
+        # log(1 - p) = log(-expm1(-nll)): exact for small p, where 1 - exp(-nll) would round to 1.
         one_minus_p = (-torch.expm1(-nll)).clamp(min=MIN_ONE_MINUS_P)
         unlikelihood = -self.alpha * torch.log(one_minus_p)
         loss = torch.where(aligned, nll, unlikelihood).mean()

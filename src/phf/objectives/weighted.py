@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from phf.objectives.mle import token_nll
-
 
 @dataclass(frozen=True)
 class AWR:
@@ -25,14 +23,13 @@ class AWR:
     max_weight: float = 1000.0
     uses_values: bool = True
 
-    def __call__(self, logits: Tensor, targets: Tensor, scores: Tensor, values: Tensor | None = None):
+    def __call__(self, nll: Tensor, scores: Tensor, values: Tensor | None = None):
         reward = -scores.float()
         if self.uses_values and values is None:
             raise ValueError("AWR needs the value head's predictions (a model with a value head)")
         baseline = values.float().detach() if self.uses_values else torch.zeros_like(reward)
         advantage = reward - baseline
         weights = torch.exp(advantage / self.beta).clamp(max=self.max_weight)
-        nll = token_nll(logits, targets)
         policy_loss = (nll * weights).mean()
         metrics = {"nll": nll.mean().detach(), "weight_mean": weights.mean().detach(),
                    "weight_max": weights.max().detach(), "advantage_mean": advantage.mean().detach()}

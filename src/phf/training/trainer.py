@@ -16,6 +16,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from phf.objectives import Objective
+from phf.objectives.nll import model_token_nll
 
 
 class PHFTrainer(Trainer):
@@ -32,12 +33,15 @@ class PHFTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids, scores = inputs["input_ids"], inputs["scores"]
-        outputs = model(input_ids=input_ids)
+        # The LM head runs in bf16 under mixed precision (the autocast of accelerate wraps only the model's
+        # forward); under FSDP its weight is sharded outside the forward, so the model computes the logits.
+        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        nll, outputs = model_token_nll(model, input_ids, dtype, linear_head=not self.is_fsdp_enabled)
         values = outputs.get("value_predictions")
-        # Shift once, here (PHF.md): position j-1 predicts token j, weighted by token j's segment score;
-        # the value predicting token j's reward is the value head's output at position j-1.
-        loss, metrics = self.objective(outputs.logits[:, :-1], input_ids[:, 1:], scores[:, 1:],
-                                       None if values is None else values[:, :-1])
+        # Shift once, here (PHF.md): position j-1 predicts token j (model_token_nll gives the NLL of tokens
+        # 1..T-1), weighted by token j's segment score; the value predicting token j's reward is the value
+        # head's output at position j-1.
+        loss, metrics = self.objective(nll, scores[:, 1:], None if values is None else values[:, :-1])
         if model.training:
             for name, value in metrics.items():
                 self._metrics[name].append(float(value))

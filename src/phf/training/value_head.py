@@ -19,11 +19,12 @@ class GPT2WithValueHead(GPT2LMHeadModel):
         self.value_head = nn.Linear(config.n_embd, 1)
         self.post_init()
 
-    def forward(self, input_ids=None, **kwargs):
+    def forward(self, input_ids=None, output_hidden_states=False, **kwargs):
         out = super().forward(input_ids, output_hidden_states=True, **kwargs)
         hidden = out.hidden_states[-1]  # (B, T, C), after the final layer norm
         out["value_predictions"] = -torch.sigmoid(self.value_head(hidden)).squeeze(-1)  # (B, T) in [-1, 0]
-        out.hidden_states = None  # not kept: B x T x C per layer
+        if not output_hidden_states:
+            out.hidden_states = None  # not kept unless asked: B x T x C per layer
         return out
 
     def save_pretrained(self, *args, **kwargs):

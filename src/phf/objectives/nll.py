@@ -1,0 +1,89 @@
+"""The per-token negative log-likelihood every objective is a function of: -log p(x_j | x_<j).
+
+The LM head and the log-softmax are computed together, a chunk of positions at a time, so the
+(B, T, V) logits are never materialised (in fp32 or at all) and never sliced: each chunk's logits
+live only inside the loop, in forward and again in backward, which recomputes them.
+
+Why not `torch.nn.functional.linear_cross_entropy` (torch 2.13), which does the same: with
+`reduction="none"` its chunked path returns the per-token loss in the input's dtype, so under bf16 every
+token's NLL is rounded to bf16 (3e-3 relative, measured against fp64); and on a CPU its fp32-accumulating
+policy runs the weight-gradient matmul in fp32, 2x to 3x slower than the plain logits path (bf16 policies
+are fast but accumulate the log-sum-exp in bf16: 5e-3). Here the matmuls run in the compute dtype and
+the log-softmax in fp32, which is as exact as fp32 cross-entropy on bf16-autocast logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CHUNK_TOKENS = 512  # positions per chunk: a (512, V) fp32 buffer; 256 to 1024 measured equal on a CPU at V = 8192
+
+# Causal LMs whose logits are exactly `get_output_embeddings()(final hidden state)`: no bias, soft-capping or
+# scaling (Gemma's soft-capping or Cohere's logit scale would be skipped). Others take the plain logits path.
+LINEAR_HEAD_MODELS = {"gpt2", "gpt_neox", "llama", "mistral", "qwen2"}
+
+
+class _LinearNLL(torch.autograd.Function):
+    """nll[n] = logsumexp(h[n] W^T) - h[n] . W[t[n]], for hidden h (N, C), head W (V, C), targets t (N,)."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype) -> Tensor:
+        h, w = hidden.to(dtype), weight.to(dtype)
+        nll = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+        with torch.autocast(h.device.type, enabled=False):  # the dtype is chosen here, not by a caller's autocast
+            for s in range(0, h.shape[0], CHUNK_TOKENS):
+                logits = (h[s:s + CHUNK_TOKENS] @ w.T).float()  # (chunk, V), matmul in the compute dtype
+                nll[s:s + CHUNK_TOKENS] = F.cross_entropy(logits, targets[s:s + CHUNK_TOKENS], reduction="none")
+        ctx.save_for_backward(h, w, targets)
+        ctx.dtypes = hidden.dtype, weight.dtype
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad_nll: Tensor):
+        # d nll[n] / d logits[n] = softmax(logits[n]) - onehot(t[n]); the chain rule scales row n by grad_nll[n].
+        h, w, targets = ctx.saved_tensors
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device)  # accumulated over chunks in fp32
+        with torch.autocast(h.device.type, enabled=False):
+            for s in range(0, h.shape[0], CHUNK_TOKENS):
+                hc, tc = h[s:s + CHUNK_TOKENS], targets[s:s + CHUNK_TOKENS]
+                grad_logits = torch.softmax((hc @ w.T).float(), dim=-1)
+                grad_logits[torch.arange(len(tc), device=tc.device), tc] -= 1
+                grad_logits = grad_logits.mul_(grad_nll[s:s + CHUNK_TOKENS, None]).to(h.dtype)
+                grad_h[s:s + CHUNK_TOKENS] = grad_logits @ w
+                grad_w += (grad_logits.T @ hc).float()
+        return grad_h.to(ctx.dtypes[0]), grad_w.to(ctx.dtypes[1]), None, None
+
+
+def linear_token_nll(hidden: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """-log p(target) per position from the final hidden states (B, T, C) and the LM head's weight (V, C):
+    (B, T) in fp32, with the head's matmuls in `dtype` (default: the hidden states' dtype)."""
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    return _LinearNLL.apply(flat, weight, targets.reshape(-1), dtype or hidden.dtype).view_as(targets)
+
+
+def logits_token_nll(logits: Tensor, targets: Tensor) -> Tensor:
+    """-log p(target) per position from logits (B, T, V): (B, T), in fp32 (bf16 log-softmax is too coarse)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+
+
+def model_token_nll(model, input_ids: Tensor, dtype: torch.dtype | None = None,
+                    linear_head: bool = True) -> tuple[Tensor, dict]:
+    """Position j predicts token j + 1: the NLL of tokens 1..T-1, (B, T-1), and the model's outputs.
+
+    `model` may be wrapped (DDP): its own forward runs, so gradient synchronisation sees every parameter.
+    `dtype` is the compute dtype of the LM head (bf16 in mixed precision, whose autocast covers only the
+    model's forward). Models outside LINEAR_HEAD_MODELS, or `linear_head=False` (FSDP, whose sharded head
+    weight exists only inside its forward), take the plain logits path."""
+    inner = getattr(model, "module", model)
+    linear_head = linear_head and inner.config.model_type in LINEAR_HEAD_MODELS
+    targets = input_ids[:, 1:]
+    if not linear_head:
+        outputs = model(input_ids=input_ids, use_cache=False)
+        return logits_token_nll(outputs.logits[:, :-1], targets), outputs
+    # logits_to_keep=1: the model's own head runs on the last position only, whose logits predict nothing here
+    outputs = model(input_ids=input_ids, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+    hidden = outputs.hidden_states[-1][:, :-1]  # (B, T-1, C), after the final norm
+    return linear_token_nll(hidden, inner.get_output_embeddings().weight, targets, dtype), outputs

@@ -1,0 +1,78 @@
+"""The chunked LM-head NLL against the plain path (logits, then F.cross_entropy in fp32), in fp32 and under
+bf16 autocast: the per-token NLL, and the gradients of every objective's loss through a tiny GPT-2."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from phf.config import ObjectiveConfig
+from phf.objectives import build_objective
+from phf.objectives.nll import CHUNK_TOKENS, linear_token_nll, logits_token_nll, model_token_nll
+from phf.training.value_head import GPT2WithValueHead
+
+# (NLL, gradient) tolerances relative to the largest magnitude. fp32: rounding only. bf16: both paths run the
+# head's matmuls in bf16 and the log-softmax in fp32; they differ by the order of bf16 rounding in the
+# gradients' matmuls (chunked here, whole in autocast's), a few bf16 ulps of the largest entries.
+TOLERANCES = {torch.float32: (1e-6, 1e-5), torch.bfloat16: (1e-6, 2e-2)}
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear_nll_equals_cross_entropy_on_the_logits(dtype):
+    torch.manual_seed(0)
+    batch, time = 3, CHUNK_TOKENS // 2 + 7  # several chunks, the last one partial
+    hidden = torch.randn(batch, time, 32, requires_grad=True)
+    weight = (torch.randn(300, 32) * 0.3).requires_grad_()
+    targets, upstream = torch.randint(0, 300, (batch, time)), torch.rand(batch, time)  # per-token loss weights
+
+    nll = linear_token_nll(hidden, weight, targets, dtype)
+    (nll * upstream).sum().backward()
+    got = nll.detach(), hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        reference = logits_token_nll(torch.nn.functional.linear(hidden, weight), targets)
+    (reference * upstream).sum().backward()
+
+    assert nll.dtype == torch.float32 and nll.shape == targets.shape
+    nll_tol, grad_tol = TOLERANCES[dtype]
+    assert relative_error(got[0], reference.detach()) < nll_tol
+    assert relative_error(got[1], hidden.grad) < grad_tol
+    assert relative_error(got[2], weight.grad) < grad_tol
+
+
+OBJECTIVES = ["mle", "unlikelihood", "rwr", "awr"]  # filtering and conditional train with the MLE loss
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_every_objective_has_the_same_loss_and_gradients_as_on_the_logits(name, dtype):
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=700, n_positions=64, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, activation_function="gelu_pytorch_tanh", bos_token_id=0, eos_token_id=0)
+    model = (GPT2WithValueHead if name == "awr" else GPT2LMHeadModel)(config)
+    ids, scores = torch.randint(0, 700, (5, 64)), torch.rand(5, 64) * (torch.rand(5, 64) < 0.3)
+    objective = build_objective(ObjectiveConfig(name=name, alpha=0.5, beta=1.0), threshold=0.1)
+    bf16 = dtype == torch.bfloat16
+
+    def loss_and_grads(chunked: bool):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # as accelerate runs the model's forward
+            if chunked:
+                nll, out = model_token_nll(model, ids, dtype)
+            else:
+                out = model(input_ids=ids, use_cache=False)
+                nll = logits_token_nll(out.logits[:, :-1], ids[:, 1:])
+        values = out.get("value_predictions")
+        loss, _ = objective(nll, scores[:, 1:], None if values is None else values[:, :-1])
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss, grads = loss_and_grads(chunked=True)
+    reference, reference_grads = loss_and_grads(chunked=False)
+    nll_tol, grad_tol = TOLERANCES[dtype]
+    assert relative_error(loss, reference) < 10 * nll_tol
+    for parameter, grad in grads.items():
+        assert relative_error(grad, reference_grads[parameter]) < grad_tol, parameter
