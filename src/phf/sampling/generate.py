@@ -1,6 +1,7 @@
-"""Batched sampling with a KV cache. A conditional model starts every sample (and every line of a prompt)
-from its aligned control tokens, may never emit another level's token, and has its control tokens stripped
-from the text (PHF.md, objective 3); with `sampling.guidance`, it is also steered away from its worst level."""
+"""Batched sampling with a KV cache, each token drawn by `phf.sampling.nucleus`. A conditional model starts every
+sample (and every line of a prompt) from its aligned control tokens, may never emit another level's token, and has
+its control tokens stripped from the text (PHF.md, objective 3); with `sampling.guidance`, it is also steered away
+from its worst level."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import (AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, SuppressTokensLogitsProcessor,
-                          TemperatureLogitsWarper, TopPLogitsWarper)
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, SuppressTokensLogitsProcessor
 
 from phf.config import SamplingConfig
 from phf.data.tokenizer import ALIGNED, MISALIGNED
 from phf.sampling.guidance import MisalignedGuidance
+from phf.sampling.nucleus import NucleusSampler
 from phf.training.train import PHF_INFO
 
 PAPER_TOKENS = {"aligned": [ALIGNED], "worst": [MISALIGNED], "all": [ALIGNED, MISALIGNED]}  # phf.json before graded tokens
@@ -108,6 +109,7 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     if room < 2:
         raise ValueError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
                          f"model's {model.config.n_positions} positions")
+    sampler = NucleusSampler(cfg.temperature, cfg.top_p)
     torch.manual_seed(cfg.seed)
     texts = []
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch"):
@@ -115,20 +117,18 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
         batch = prompts[start:start + cfg.batch_size]
         input_ids, attention_mask = _left_padded([_context_ids(loaded, p, level)[-room:] for p in batch],
                                                  tok.eos_token_id)
-        common = dict(input_ids=input_ids, attention_mask=attention_mask, do_sample=True, top_k=0,
-                      max_new_tokens=cfg.max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id,
-                      use_cache=True)
+        processors = [SuppressTokensLogitsProcessor(suppress)] if suppress else []
         if cfg.guidance:
             # The misaligned context has the same length (one tag for one tag), so the same padding.
             misaligned_ids, _ = _left_padded([_context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id)
             # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
-            processors = LogitsProcessorList([
-                MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask),
-                SuppressTokensLogitsProcessor(suppress), TemperatureLogitsWarper(cfg.temperature),
-                TopPLogitsWarper(cfg.top_p)])
-            out = model.generate(**common, temperature=1.0, top_p=1.0, logits_processor=processors)
-        else:
-            out = model.generate(**common, temperature=cfg.temperature, top_p=cfg.top_p, suppress_tokens=suppress or None)
+            processors.insert(0, MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask))
+        # The sampler draws the token and comes last; generation is then greedy (do_sample=False), so that
+        # transformers adds no warper of its own (not even from the model's generation_config).
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                             logits_processor=LogitsProcessorList([*processors, sampler]),
+                             max_new_tokens=cfg.max_new_tokens, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.eos_token_id, use_cache=True)
         width = input_ids.shape[1]
         for row in out[:, width:].tolist():
             if tok.eos_token_id in row:
