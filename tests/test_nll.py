@@ -76,3 +76,19 @@ def test_every_objective_has_the_same_loss_and_gradients_as_on_the_logits(name, 
     assert relative_error(loss, reference) < 10 * nll_tol
     for parameter, grad in grads.items():
         assert relative_error(grad, reference_grads[parameter]) < grad_tol, parameter
+
+
+def test_backward_recomputes_the_softmax_when_keeping_it_would_not_fit(monkeypatch):
+    import phf.objectives.nll as nll_module
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(2, 40, 16, requires_grad=True), torch.randn(90, 16, requires_grad=True)
+    targets = torch.randint(0, 90, (2, 40))
+    grads = []
+    for budget in (nll_module.KEEP_PROBABILITIES_BYTES, 0):  # kept, then recomputed
+        monkeypatch.setattr(nll_module, "KEEP_PROBABILITIES_BYTES", budget)
+        hidden.grad = weight.grad = None
+        linear_token_nll(hidden, weight, targets, torch.bfloat16).sum().backward()
+        grads.append((hidden.grad.clone(), weight.grad.clone()))
+    for kept, recomputed in zip(*grads):
+        assert relative_error(kept, recomputed) < TOLERANCES[torch.bfloat16][1]

@@ -36,12 +36,16 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
     return (GPT2WithValueHead if value_head else GPT2LMHeadModel)(config)
 
 
-def use_fast_attention(model: PreTrainedModel, device: torch.device, bf16: bool) -> None:
-    """The attention kernel for training here. In bf16 on a CPU, plain matmul attention (`eager`) is 2.7x faster
-    than PyTorch's CPU flash kernel at the block sizes a CPU trains (fwd+bwd of one layer at T=256: 14 ms against
-    38 ms; equal in fp32); on GPUs SDPA's flash kernel stays. The same maths, and not saved with the model
-    (transformers does not serialise the attention implementation): a saved model loads with the default."""
-    if device.type == "cpu" and bf16:
+EAGER_ATTENTION_MAX_BLOCK = 512
+
+
+def use_fast_attention(model: PreTrainedModel, device: torch.device, bf16: bool, block_size: int) -> None:
+    """The attention kernel for training here. In bf16 on a CPU, plain matmul attention (`eager`) beats PyTorch's
+    CPU flash kernel up to blocks of 512 (fwd+bwd of 2 layers, 256 wide, 2048 tokens: 85 against 105 ms at T=256,
+    104 against 115 at T=512, but 206 against 125 at T=1024; benchmarks/README.md); on GPUs SDPA's flash kernel
+    stays. The same maths, and not saved with the model (transformers does not serialise the attention
+    implementation): a saved model loads with the default."""
+    if device.type == "cpu" and bf16 and block_size <= EAGER_ATTENTION_MAX_BLOCK:
         model.set_attn_implementation("eager")
 
 

@@ -160,7 +160,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
     threshold = resolve_threshold(cfg.objective.threshold, data_dir, "scores")
     set_seed(cfg.training.seed)  # the initial weights depend on the seed only (the same in every process)
     model = build_model(cfg.model, tokenizer, value_head=cfg.objective.name in NEEDS_VALUE_HEAD)
-    use_fast_attention(model, args.device, args.bf16)
+    use_fast_attention(model, args.device, args.bf16, cfg.model.block_size)
     if main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         print(f"{cfg.objective.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
