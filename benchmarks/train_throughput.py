@@ -22,7 +22,8 @@ the median step (robust to other jobs on a shared machine) and from the mean, ov
 repetitions. MFU = (6 N + 6 n_layer n_ctx d_model) x tokens/s / the measured matmul peak (peak_flops.py,
 best of before and after) of the dtype used: bf16 for phf bf16, fp32 otherwise. N counts every parameter;
 the second term is causal attention's score and value products. MFU counts the model's FLOPs only: phf's
-LM head recomputes its logits in backward (phf.objectives.nll), work that earns no credit here.
+LM head would recompute its logits in backward where their gradient does not fit its budget
+(phf.objectives.nll; not at this size), work that would earn no credit here.
 """
 
 from __future__ import annotations

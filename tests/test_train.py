@@ -49,7 +49,8 @@ def test_training_kernels_leave_a_plain_gpt2(data_dir, tmp_path, monkeypatch):
     """Training picks its kernels (eager attention in bf16 on a CPU, fused tanh GELU); the saved model is a
     plain GPT-2 that computes the same function with transformers' defaults, wherever it is loaded."""
     chosen, choose = [], GPT2LMHeadModel.set_attn_implementation
-    monkeypatch.setattr(GPT2LMHeadModel, "set_attn_implementation", lambda self, name: chosen.append(name) or choose(self, name))
+    monkeypatch.setattr(GPT2LMHeadModel, "set_attn_implementation",
+                        lambda self, name: chosen.append(name) or choose(self, name))
     model_dir = train(tiny_config("mle", "training.bf16=true"), data_dir, tmp_path)
     assert chosen == ["eager"]
     config = json.loads((model_dir / "config.json").read_text())

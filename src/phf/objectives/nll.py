@@ -2,7 +2,7 @@
 
 The LM head and the log-softmax are computed together, a chunk of positions at a time, so the
 (B, T, V) logits are never materialised in fp32 and never sliced: each chunk's fp32 logits live only
-inside the loop; backward gets the softmax kept in the compute dtype or recomputes it (`_LinearNLL`).
+inside the loop; backward gets their gradient kept in the compute dtype or recomputes it (`_LinearNLL`).
 
 Why not `torch.nn.functional.linear_cross_entropy` (torch 2.13), which does the same: with
 `reduction="none"` its chunked path returns the per-token loss in the input's dtype, so under bf16 every
@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 CHUNK_TOKENS = 512  # positions per chunk: a (512, V) fp32 buffer; 256 to 1024 measured equal on a CPU at V = 8192
-KEEP_PROBABILITIES_BYTES = 256 * 2**20  # e.g. 8 x 256 tokens x 8192 in bf16 is 32 MiB; 8 x 1024 x 50257 is 785
+KEEP_GRADIENT_BYTES = 256 * 2**20  # e.g. 8 x 256 tokens x 8192 in bf16 is 32 MiB; 8 x 1024 x 50257 is 785
 
 # Causal LMs whose logits are exactly `get_output_embeddings()(final hidden state)`: no bias, soft-capping or
 # scaling (Gemma's soft-capping or Cohere's logit scale would be skipped). Others take the plain logits path.
@@ -29,50 +30,58 @@ LINEAR_HEAD_MODELS = {"gpt2", "gpt_neox", "llama", "mistral", "qwen2"}
 class _LinearNLL(torch.autograd.Function):
     """nll[n] = logsumexp(h[n] W^T) - h[n] . W[t[n]], for hidden h (N, C), head W (V, C), targets t (N,).
 
-    The gradient needs each position's softmax. When all of them fit in KEEP_PROBABILITIES_BYTES (in the compute
-    dtype), forward keeps them, which saves backward a matmul and a softmax per chunk (15% of a training step
-    for the pep8 default on a CPU); otherwise backward recomputes them a chunk at a time, so that memory stays
-    one chunk's (the paper's vocabulary of 50k on a GPU)."""
+    The gradient of nll[n] with respect to its logits is softmax - onehot(t[n]). When it fits in
+    KEEP_GRADIENT_BYTES (in the compute dtype), forward keeps it, computed in fp32 and rounded once (a confident
+    target's p - 1 is tiny: rounding p first would lose it), which saves backward a matmul and a softmax per
+    chunk (18% of a training step for the pep8 default on a CPU); otherwise backward recomputes it a chunk at a
+    time, so that memory stays one chunk's (the paper's vocabulary of 50k on a GPU)."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype, grad: bool) -> Tensor:
         h, w = hidden.to(dtype), weight.to(dtype)
         nll = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
-        keep = grad and h.shape[0] * w.shape[0] * h.element_size() <= KEEP_PROBABILITIES_BYTES
-        probs = torch.empty(h.shape[0], w.shape[0], dtype=dtype, device=h.device) if keep else None
+        keep = grad and h.shape[0] * w.shape[0] * h.element_size() <= KEEP_GRADIENT_BYTES
+        kept = torch.empty(h.shape[0], w.shape[0], dtype=dtype, device=h.device) if keep else None
         with torch.autocast(h.device.type, enabled=False):  # the dtype is chosen here, not by a caller's autocast
             for s in range(0, h.shape[0], CHUNK_TOKENS):
+                tc = targets[s:s + CHUNK_TOKENS]
                 logp = (h[s:s + CHUNK_TOKENS] @ w.T).float().log_softmax(-1)  # (chunk, V): matmul in `dtype`
-                nll[s:s + CHUNK_TOKENS] = -logp.gather(1, targets[s:s + CHUNK_TOKENS, None])[:, 0]
+                nll[s:s + CHUNK_TOKENS] = -logp.gather(1, tc[:, None])[:, 0]
                 if keep:
-                    probs[s:s + CHUNK_TOKENS] = logp.exp_()
-        ctx.save_for_backward(h, w, targets, probs)
+                    kept[s:s + CHUNK_TOKENS] = _minus_onehot(logp.exp_(), tc)
+        ctx.save_for_backward(h, w, targets, kept)
         ctx.dtypes = hidden.dtype, weight.dtype
         return nll
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_nll: Tensor):
-        # d nll[n] / d logits[n] = softmax(logits[n]) - onehot(t[n]); the chain rule scales row n by grad_nll[n].
-        h, w, targets, probs = ctx.saved_tensors
+        h, w, targets, kept = ctx.saved_tensors
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device)  # accumulated over chunks in fp32
         with torch.autocast(h.device.type, enabled=False):
             for s in range(0, h.shape[0], CHUNK_TOKENS):
-                hc, tc = h[s:s + CHUNK_TOKENS], targets[s:s + CHUNK_TOKENS]
-                # in place on the kept probabilities (in the compute dtype, used once), else on fresh fp32 ones
-                grad_logits = torch.softmax((hc @ w.T).float(), dim=-1) if probs is None else probs[s:s + CHUNK_TOKENS]
-                grad_logits[torch.arange(len(tc), device=tc.device), tc] -= 1
-                grad_logits = grad_logits.mul_(grad_nll[s:s + CHUNK_TOKENS, None].to(grad_logits.dtype)).to(h.dtype)
+                hc, tc, g = h[s:s + CHUNK_TOKENS], targets[s:s + CHUNK_TOKENS], grad_nll[s:s + CHUNK_TOKENS, None]
+                if kept is None:
+                    grad_logits = _minus_onehot(torch.softmax((hc @ w.T).float(), dim=-1), tc).mul_(g).to(h.dtype)
+                else:  # the chain rule scales row n by grad_nll[n]: in place (used once), rounded once from fp32
+                    grad_logits = kept[s:s + CHUNK_TOKENS].mul_(g)
                 grad_h[s:s + CHUNK_TOKENS] = grad_logits @ w
                 grad_w += (grad_logits.T @ hc).float()
         return grad_h.to(ctx.dtypes[0]), grad_w.to(ctx.dtypes[1]), None, None, None
+
+
+def _minus_onehot(probs: Tensor, targets: Tensor) -> Tensor:
+    """softmax - onehot(target), in place: d nll / d logits of each row."""
+    probs[torch.arange(len(targets), device=targets.device), targets] -= 1
+    return probs
 
 
 def linear_token_nll(hidden: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """-log p(target) per position from the final hidden states (B, T, C) and the LM head's weight (V, C):
     (B, T) in fp32, with the head's matmuls in `dtype` (default: the hidden states' dtype)."""
     flat = hidden.reshape(-1, hidden.shape[-1])
-    grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)  # no probabilities kept in eval
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)  # nothing kept in eval
     return _LinearNLL.apply(flat, weight, targets.reshape(-1), dtype or hidden.dtype, grad).view_as(targets)
 
 

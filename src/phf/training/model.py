@@ -43,8 +43,8 @@ def use_fast_attention(model: PreTrainedModel, device: torch.device, bf16: bool,
     """The attention kernel for training here. In bf16 on a CPU, plain matmul attention (`eager`) beats PyTorch's
     CPU flash kernel up to blocks of 512 (fwd+bwd of 2 layers, 256 wide, 2048 tokens: 85 against 105 ms at T=256,
     104 against 115 at T=512, but 206 against 125 at T=1024; benchmarks/README.md); on GPUs SDPA's flash kernel
-    stays. The same maths, and not saved with the model (transformers does not serialise the attention
-    implementation): a saved model loads with the default."""
+    stays. The same function up to bf16 rounding, and not saved with the model (transformers does not serialise
+    the attention implementation): a saved model loads with the default."""
     if device.type == "cpu" and bf16 and block_size <= EAGER_ATTENTION_MAX_BLOCK:
         model.set_attn_implementation("eager")
 

@@ -34,9 +34,10 @@ class PHFTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids, scores = inputs["input_ids"], inputs["scores"]
         # The LM head runs in bf16 under mixed precision (the autocast of accelerate wraps only the model's
-        # forward); under FSDP its weight is sharded outside the forward, so the model computes the logits.
-        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
-        nll, outputs = model_token_nll(model, input_ids, dtype, linear_head=not self.is_fsdp_enabled)
+        # forward); under FSDP or ZeRO-3 its weight is sharded outside the forward, so the model computes the logits.
+        dtype = torch.bfloat16 if self.args.bf16 else None
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        nll, outputs = model_token_nll(model, input_ids, dtype, linear_head=not sharded)
         values = outputs.get("value_predictions")
         # Shift once, here (PHF.md): position j-1 predicts token j (model_token_nll gives the NLL of tokens
         # 1..T-1), weighted by token j's segment score; the value predicting token j's reward is the value
