@@ -13,7 +13,7 @@ $(BIN)/phf: pyproject.toml
 	touch $@
 
 # All six objectives and one finetuning arm (MLE for half the tokens, then conditional), 1M tokens
-# each, two arms at a time: about 30 minutes on 2 cores. Report: runs/demo/report/index.html
+# each, two arms at a time: about 20 minutes on 2 cores. Report: runs/demo/report/index.html
 demo: $(BIN)/phf
 	$(BIN)/phf experiment --task pep8 --finetune conditional@0.5 --parallel 2 --output runs/demo \
 		training.num_tokens=1000000 evaluation.curve_points=4 evaluation.curve_samples=32

@@ -185,7 +185,8 @@ def test_cli_red_teams_a_tiny_trained_model_with_itself(tiny_model, capsys):
     assert result["scorer"] == "pep8" and result["template"] == str(CONFIG_DIR / "pep8" / "redteam.txt")
     for r in result["rounds"]:  # a tiny model rarely writes a signature: whatever it wrote is accounted for
         assert r["new_prompts"] + r["dropped_unparsable"] + r["dropped_duplicate"] == 4
-        assert r["example_query"].endswith("    pass\n\n\ndef")
+        # the last example (a header gets a `pass` body; a one-liner such as "def f(x):return x" none), then `def`
+        assert r["example_query"].endswith("\n\n\ndef")
     assert (folder / "redteam.png").stat().st_size > 0
 
 
