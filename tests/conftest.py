@@ -38,7 +38,8 @@ TINY = [
     "training.report_to=[]", "training.learning_rate=1e-2", "training.warmup_fraction=0",
     "data.heldout_fraction=0.25", "scorer.num_workers=1", "scorer.shard_size=4",
     "evaluation.num_samples=4", "evaluation.samples_per_prompt=1", "evaluation.expected_max_k=2",
-    "evaluation.heldout_blocks=4", "sampling.max_new_tokens=8", "sampling.batch_size=4",
+    "evaluation.heldout_blocks=4", "evaluation.signature_prompts=0", "sampling.max_new_tokens=8",
+    "sampling.min_new_tokens=2", "sampling.batch_size=4",
 ]
 
 

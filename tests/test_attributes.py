@@ -145,7 +145,7 @@ def test_evaluation_reports_each_attributes_misalignment(tiny_model, tmp_path):
         mine = [r for r in records if r["scenario"] == scenario]
         # the primary is as without attributes
         scores = [r["score"] for r in mine]
-        assert metrics[scenario] == {
+        assert {k: v for k, v in metrics[scenario].items() if k not in ("causes", "prompts")} == {
             **misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k),
             "empty_samples": sum(not r["text"].strip() for r in mine), "unscorable_samples": scores.count(None)}
         for name, fn in zip(ATTRIBUTES, (digit_count, upper_count)):
@@ -171,7 +171,7 @@ def test_results_table_and_report_gain_one_column_per_attribute(tmp_path):
     table = results_table(results).splitlines()
     header = [c.strip() for c in table[0].strip("|").split("|")]
     column = header.index("pii mean ± s.e.")
-    assert header[column - 1] == "prompted mean"
+    assert header[column - 1] == "prompted mean ± s.e."
     assert header[1:3] == ["samples", "misalignment mean ± s.e."]  # the primary column stays
     assert len({row.count("|") for row in table}) == 1
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in table[2:]]

@@ -76,9 +76,9 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
     pack(tmp_path, "train", tokenizer, Transform(control=scheme), tmp_path / "packed")
     _, ids, _ = stream(tmp_path / "packed")
     text = tokenizer.decode(ids)
-    assert text == ("<|pep8=0|><|pii=1|>good line\n<|pep8=1|><|pii=0|>bad  line\n<|endoftext|>"
+    assert text == ("<|pep8=0|><|pii=1|>good line<|pep8=1|><|pii=0|>\nbad  line\n<|endoftext|>"
                     "<|pep8=1|><|pii=0|>worse  line\n<|endoftext|>"
-                    "<|pep8=0|><|pii=0|>fine\n<|pep8=0|><|pii=1|>ok\n<|endoftext|>")
+                    "<|pep8=0|><|pii=0|>fine<|pep8=0|><|pii=1|>\nok\n<|endoftext|>")
     (tmp_path / "scored" / "info.json").write_text(json.dumps({"scorer": {"attributes": ["profanity"]}}))
     with pytest.raises(ValueError, match="holds no pii scores: score the corpus with scorer.attributes"):
         build_scheme(cfg, tmp_path)
@@ -134,7 +134,12 @@ def test_a_graded_model_samples_from_its_best_level_and_never_emits_another(grad
     loaded = load_model(model_dir)
     info = json.loads((model_dir / "phf.json").read_text())["control_tokens"]
     assert info["aligned"] == ["<|pep8=0|>"] and info["worst"] == ["<|pep8=2|>"]
-    assert _context_ids(loaded, "a\nb\n")[:2] == [loaded.tokenizer.eos_token_id, *loaded.control("aligned")]
+    tok, tag = loaded.tokenizer, loaded.control("aligned")
+    a, b, newline = (tok(t, add_special_tokens=False)["input_ids"] for t in ("a", "b", "\n"))
+    # As in training: a tag opens the prompt and goes before each newline, announcing the next line (the last
+    # one: the continuation's); a prompt that ends mid-line gets no tag after it.
+    assert _context_ids(loaded, "a\nb\n") == [tok.eos_token_id, *tag, *a, *tag, *newline, *b, *tag, *newline]
+    assert _context_ids(loaded, "a\nb") == [tok.eos_token_id, *tag, *a, *tag, *newline, *b]
     worse = loaded.tokenizer.convert_tokens_to_ids(["<|pep8=1|>", "<|pep8=2|>"])
     with torch.no_grad():  # make the worse levels the model's favourite tokens
         loaded.model.lm_head.weight[worse] = 100 * loaded.model.lm_head.weight.abs().max()

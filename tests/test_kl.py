@@ -6,11 +6,13 @@ import math
 import random
 
 import pytest
+import torch
 
 from phf.cli import main
 from phf.data.tokenizer import ALIGNED
 from phf.evaluation.kl import kl_from_reference, ratio_se
 from phf.lm import LanguageModel, LocalLM, TextLogProb
+from phf.scorers.segment import lines
 from phf.training.train import train
 from tests.conftest import tiny_config
 
@@ -157,3 +159,25 @@ def test_phf_evaluate_with_a_kl_reference_writes_kl_metrics(models, tmp_path):
     assert metrics["kl_reference"] == str(models["long"]) and metrics["kl_samples"] + metrics["kl_empty_samples"] == 8
     assert metrics["kl_per_char"] > 0 and "kl_per_token" in metrics
     assert len(list((out / "kl-cache").glob("*/reference.jsonl"))) == 1
+
+
+def test_the_deployed_kl_scores_tags_before_every_line_but_counts_only_the_text(models, tmp_path):
+    conditional = LocalLM(models["conditional"])
+    texts = ["import os\ndef f():\n", "x = 1"]
+    segmented = [["import os\n", "def f():\n"], ["x = 1"]]
+    deployed = conditional.deployed_log_likelihood(segmented)
+    # By hand: <|endoftext|> <|aligned|> import os <|aligned|> \n def f(): \n, tag positions left out (the last
+    # line announces no next one).
+    tok, tag = conditional.loaded.tokenizer, conditional.loaded.control("aligned")
+    ids = [tok.eos_token_id, *tag, *conditional.tokenize("import os")[0], *tag, *conditional.tokenize("\n")[0],
+           *conditional.tokenize("def f():\n")[0]]
+    with torch.no_grad():
+        logprobs = conditional.loaded.model(torch.tensor([ids])).logits.float().log_softmax(-1)[0]
+    by_hand = sum(float(logprobs[p - 1, ids[p]]) for p in range(1, len(ids)) if ids[p] not in tag)
+    assert deployed[0].logprob == pytest.approx(by_hand, abs=1e-4)
+    assert deployed[0].chars == len(texts[0]) and deployed[0].tokens == len(ids) - 1 - 2
+    out = kl_from_reference(conditional, LocalLM(models["long"]), 16, tmp_path, max_new_tokens=16,
+                            deployed=lambda t: conditional.deployed_log_likelihood([lines(x) for x in t]))
+    assert out["kl_per_char_deployed"] != out["kl_per_char"] and out["kl_per_char_deployed_se"] > 0
+    with pytest.raises(ValueError, match="conditional model"):
+        LocalLM(models["short"]).deployed_log_likelihood(segmented)

@@ -18,5 +18,7 @@ def test_misalignment_summary():
     assert m["num_samples"] == 4
     assert m["mean"] == pytest.approx(0.1)
     assert m["hit_rate"] == 0.5
+    assert m["any_hit_rate"] == 0.5  # the paper's PEP8 hit: any violation at all
+    assert misalignment([0.0, 0.01, 0.3], hit_threshold=0.05)["any_hit_rate"] == pytest.approx(2 / 3)
     assert m["expected_max@2"] == pytest.approx((0.1 + 0.3) / 2)
     assert m["sem"] == pytest.approx(m["std"] / 2)

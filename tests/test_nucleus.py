@@ -161,3 +161,20 @@ def test_sample_draws_with_the_seed_and_ignores_the_model_generation_config(tiny
         assert sample(tiny_lm, cfg, ["", "def f(x):\n"] * 3) == texts
     finally:
         tiny_lm.model.generation_config = original
+
+
+def test_no_sample_ends_before_min_new_tokens(tiny_lm):
+    from tests.conftest import generated_rows
+
+    eos = tiny_lm.tokenizer.eos_token_id
+    with torch.no_grad():  # a model that writes EOS first, given the chance
+        tiny_lm.model.lm_head.weight[eos] = 50 * tiny_lm.model.transformer.wte.weight.mean(0).sign()
+    rows = generated_rows(tiny_lm)
+    cfg = SamplingConfig(max_new_tokens=8, min_new_tokens=0, batch_size=4)
+    assert sample(tiny_lm, cfg, [""] * 4) == [""] * 4  # the paper's empty samples, without a minimum
+    rows.clear()
+    texts = sample(tiny_lm, cfg.model_copy(update={"min_new_tokens": 5}), [""] * 4)
+    assert all(eos not in row[1:6] for row in rows) and all(texts)  # row[0]: the EOS that starts a document
+    rows.clear()
+    sample(tiny_lm, cfg.model_copy(update={"min_new_tokens": 20}), [""])  # at most max_new_tokens: all 8 tokens
+    assert len(rows[0]) == 1 + 8 and eos not in rows[0][1:]

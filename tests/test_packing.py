@@ -66,12 +66,28 @@ def test_mle_packing_keeps_text_and_gives_each_token_its_segment_score(scored, t
 def test_conditional_tags_every_segment_and_zero_is_a_real_threshold(scored, tmp_path):
     root, tok = scored
     aligned, misaligned = tok.convert_tokens_to_ids([ALIGNED, MISALIGNED])
-    meta, ids, _ = packed(root, tok, Transform(control=PAPER), tmp_path)
+    meta, ids, scores = packed(root, tok, Transform(control=PAPER), tmp_path)
     tags = [t for t in ids if t in (aligned, misaligned)]
     # segment scores in order: 0, .2 | .5 | 0, 0, .1  -> aligned iff score <= 0
     assert tags == [aligned, misaligned, misaligned, aligned, aligned, misaligned]
-    assert ids[0] == aligned and ids[1:1 + len(encode(tok, "good line\n"))] == encode(tok, "good line\n")
     assert meta["control_tokens"] == {ALIGNED: 3, MISALIGNED: 3}
+    # A document's first tag opens it; the next ones go before the newline that ends the previous line, so the
+    # newline and the next line's indentation stay together; a tag carries the score of the segment it announces.
+    newline, good = encode(tok, "\n"), encode(tok, "good line")
+    assert encode(tok, "good line\n") == good + newline
+    first = [aligned, *good, misaligned, *newline, *encode(tok, "bad  line\n"), tok.eos_token_id]
+    assert ids[:len(first)] == first
+    assert scores[:len(good) + 2] == [0.0] * (len(good) + 1) + [pytest.approx(0.2)]
+    assert scores[len(good) + 2] == 0.0  # the newline is still the first line's
+
+
+def test_tags_go_before_the_line_end_of_the_previous_segment_else_at_its_start():
+    from phf.data.packing import tag_segments
+
+    # segments 0 and 1 end with a line-end token (9); segment 2 does not; segment 3 has no tag (dropped)
+    ids, owners = tag_segments([[1, 9], [2, 9], [3], [4], [5]], [[7], [8], [6], [], [7]], line_ends={9})
+    assert ids == [7, 1, 8, 9, 2, 6, 9, 3, 4, 7, 5]
+    assert owners == [0, 0, 1, 0, 1, 2, 1, 2, 3, 4, 4]
 
 
 def test_drop_token_fraction_one_leaves_no_tags(scored, tmp_path):

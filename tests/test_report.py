@@ -113,3 +113,37 @@ def test_renders_in_headless_chromium(report, tmp_path):
     subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,3000", url],
                    capture_output=True, timeout=60, check=True)
     assert shot.read_bytes().startswith(PNG_MAGIC) and shot.stat().st_size > 50_000
+
+
+def test_seeds_and_causes_tables_in_markdown_and_html(tmp_path):
+    from phf.evaluation.causes import causes_table
+    from phf.experiment import results_markdown
+    from phf.report import seeds_table
+
+    root = make_experiment(tmp_path)
+    data = json.loads((root / "results.json").read_text())
+    results = data["results"]
+    for name, seed, mean in (("mle", 0, 0.03), ("mle", 1, 0.05), ("conditional", 0, 0.01), ("conditional", 1, 0.02)):
+        results[f"{name}-seed{seed}"] = {**results[name], "unconditional": _block(mean), "heldout_loss_deployed": 3.5}
+    results["mle-seed0"]["unconditional"]["causes"] = {"chars": 4000, "count": 20,
+                                                      "per_1000_chars": {"E113": 3.0, "E501": 2.0}}
+    results["conditional-seed0"]["unconditional"]["causes"] = {"chars": 4000, "count": 4,
+                                                              "per_1000_chars": {"E113": 1.0}}
+    data["corpus_causes"] = {"chars": 10**6, "count": 700, "per_1000_chars": {"E501": 0.7}}
+    (root / "results.json").write_text(json.dumps(data))
+
+    header, rows = seeds_table(results)
+    assert header[:3] == ["method", "seeds", "misalignment mean"]
+    assert [r[:2] for r in rows] == [["mle", "2"], ["conditional", "2"]]
+    assert rows[0][2] == "0.04000 [0.03000, 0.05000]"
+    header, rows = causes_table(results, data["corpus_causes"])
+    assert header == ["cause", "mle-seed0", "conditional-seed0", "corpus"]
+    assert rows[0] == ["E113", "3.00", "1.00", "0.000"] and rows[1] == ["E501", "2.00", "0.00", "0.700"]
+    assert rows[-3] == ["all", "5.00", "1.00", "0.700"]
+    assert rows[-2] == ["share from causes the corpus shows", "40%", "0%", ""]  # E501 only: 2 of 5
+    assert rows[-1] == ["share beyond the corpus's rate of each cause", "86%", "100%", ""]  # (3 + 1.3) / 5
+
+    md = results_markdown(data)
+    assert "| conditional | 2 |" in md and "| E113 | 3.00 | 1.00 | 0.000 |" in md
+    page = write_report(root).read_text()
+    assert "Across training seeds" in page and "Misalignment by cause" in page and "share from causes" in page

@@ -45,3 +45,26 @@ def test_a_pycodestyle_crash_is_unscorable_not_aligned(monkeypatch):
         pep8.score_document("x = 1\n")
     assert pep8.score_texts(["x = 1\n"]) == [None]
     assert pep8.score_documents(["x = 1\n"])[0].args[0].startswith("pycodestyle failed")
+
+
+def test_statements_join_continuation_lines_and_keep_comments_and_blanks_apart():
+    from phf.scorers.segment import statements
+
+    text = ('x = f(a,\n      b)  # two lines\n# a comment\n\ns = """doc\nmore"""\ny = 1 + \\\n    2\n'
+            "def g():\n    return [1,\n            2]\nz")
+    segments = statements(text)
+    assert "".join(segments) == text
+    assert segments == ["x = f(a,\n      b)  # two lines\n", "# a comment\n", "\n", 's = """doc\nmore"""\n',
+                        "y = 1 + \\\n    2\n", "def g():\n", "    return [1,\n            2]\n", "z"]
+    assert statements("") == [""]
+    # From the first line Python cannot tokenize on, physical lines.
+    broken = "a = 1\nb = (2,\nc = 3\n"
+    assert "".join(statements(broken)) == broken and statements(broken)[0] == "a = 1\n"
+
+
+def test_causes_count_each_violation_code():
+    from collections import Counter
+
+    assert pep8.causes(["import os\ndef f( x ):\n  return x\n", "", "x = 1\n"]) == [
+        Counter({"E302": 1, "E201": 1, "E202": 1, "E111": 1}), Counter(), Counter()]
+    assert pep8.causes(["x = (1,\n"])[0]["E901"] == 1  # does not tokenize

@@ -80,3 +80,20 @@ def test_parts_scored_apart_and_merged_equal_one_run(tmp_path):
         assert rows(tmp_path / "merged", split) == rows(tmp_path / "whole", split)
     with pytest.raises(ValueError, match="other settings"):  # an unsharded run cannot mix into merged parts
         score_corpus(scoring_config(root), tmp_path / "merged")
+
+
+def test_signature_prompts_are_distinct_dedented_defs_of_the_heldout_split(tmp_path):
+    from phf.evaluation.prompts import heldout_signatures
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(16):
+        (corpus / f"m{i}.py").write_text(f"@decorator\ndef top{i}(a,\n         b):\n    pass\n\n\nclass C:\n"
+                                         f"    async def method{i}(self):  # note\n        pass\n")
+    score_corpus(scoring_config(corpus, "data.heldout_fraction=0.5"), tmp_path / "data")
+    prompts = heldout_signatures(tmp_path / "data", 4, seed=0)
+    assert len(set(prompts)) == 4 and heldout_signatures(tmp_path / "data", 4, seed=0) == prompts
+    assert all(p.startswith(("def top", "async def method")) for p in prompts)
+    assert all(p.endswith("(a,\n         b):\n") for p in prompts if p.startswith("def"))  # whole statements
+    with pytest.raises(ValueError, match="holds .* function signatures"):
+        heldout_signatures(tmp_path / "data", 1000)

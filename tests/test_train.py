@@ -109,7 +109,7 @@ def test_resume_reproduces_an_uninterrupted_run(data_dir, tmp_path, monkeypatch)
 
 
 def test_conditional_model_samples_and_evaluates(data_dir, tmp_path):
-    cfg = tiny_config("conditional", f"evaluation.prompts={tmp_path / 'prompts.jsonl'}")
+    cfg = tiny_config("conditional", f"evaluation.prompts={tmp_path / 'prompts.jsonl'}", "evaluation.heldout_blocks=100")
     (tmp_path / "prompts.jsonl").write_text('{"text": "def f(a,b):\\n"}\n')
     model_dir = train(cfg, data_dir, tmp_path / "run")
     loaded = load_model(model_dir)
@@ -118,10 +118,21 @@ def test_conditional_model_samples_and_evaluates(data_dir, tmp_path):
     assert len(texts) == 2 and not any(ALIGNED in t or MISALIGNED in t for t in texts)
     metrics = evaluate(model_dir, cfg, tmp_path / "eval", data_dir)
     assert metrics["unconditional"]["num_samples"] == 4 and metrics["prompted"]["num_samples"] == 1
-    assert metrics["heldout_loss"] > 0
+    # Three held-out losses: untagged, with the true tags, and as deployed (<|aligned|> before every segment).
+    losses = [metrics[k] for k in ("heldout_loss", "heldout_loss_tagged", "heldout_loss_deployed")]
+    assert all(loss > 0 for loss in losses) and len(set(losses)) == 3
+    assert metrics["unconditional"]["causes"]["chars"] > 0  # by violation code
     records = [json.loads(l) for l in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert [r["scenario"] for r in records] == ["unconditional"] * 4 + ["prompted"]
     assert records[-1]["prompt"] == "def f(a,b):\n"
+
+
+def test_deployed_loss_of_an_unconditional_model_is_its_loss(data_dir, tmp_path):
+    cfg = tiny_config("mle", "evaluation.signature_prompts=3")
+    metrics = evaluate(train(cfg, data_dir, tmp_path / "run"), cfg, tmp_path / "eval", data_dir)
+    assert metrics["heldout_loss_deployed"] == metrics["heldout_loss"] and "heldout_loss_tagged" not in metrics
+    prompts = [json.loads(l)["prompt"] for l in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()][4:]
+    assert len(set(prompts)) == 3 and all(p.startswith("def ") and p.endswith(":\n") for p in prompts)
 
 
 def test_misaligned_token_is_never_sampled(data_dir, tmp_path):

@@ -216,9 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="misalignment of samples, held-out loss, KL from a reference LM",
-                       description="Draw samples (unconditional, and prompted if evaluation.prompts is set), score "
-                                   "them with the task's scorer, report mean, expected max over 25 and hit rate; "
-                                   "held-out loss when the data folder exists; with --kl-reference, KL(reference || "
+                       description="Draw samples (unconditional, and prompted: the held-out split's function "
+                                   "signatures with evaluation.signature_prompts, else evaluation.prompts), score "
+                                   "them with the task's scorer, report mean, median, expected max over 25, hit rates "
+                                   "and misalignment by cause; held-out loss (as deployed, untagged, with the true "
+                                   "tags) when the data folder exists; with --kl-reference, KL(reference || "
                                    "model) in nats per character (also per sample, and per token when the tokenisers "
                                    "agree) with standard errors, on reference samples cached in the data folder's "
                                    "kl-cache/ (without one, the output folder's). "

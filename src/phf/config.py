@@ -148,7 +148,8 @@ class TrainingConfig(Section):
 
 
 class SamplingConfig(Section):
-    max_new_tokens: int = Field(128, gt=0, description="Tokens generated per sample.")
+    max_new_tokens: int = Field(128, gt=0, description="Tokens generated per sample (paper: 128 for text; 640 for PEP8, which needs a context of more than 640 positions).")
+    min_new_tokens: int = Field(10, ge=0, description="Tokens generated before EOS may end a sample (paper: min_length 10), so no sample is empty; at most max_new_tokens.")
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (paper: 0.7).")
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass (paper: 0.9).")
     batch_size: int = Field(64, gt=0, description="Samples generated per forward pass.")
@@ -160,6 +161,7 @@ class SamplingConfig(Section):
 class EvaluationConfig(Section):
     num_samples: int = Field(256, gt=0, description="Unconditional samples scored.")
     prompts: str | None = Field(None, description="JSONL file of prompts ({'text': ...} per line); a relative path is relative to the YAML that set it.")
+    signature_prompts: int = Field(0, ge=0, description="Code tasks: the prompted scenario's prompts are this many function signatures drawn from the held-out split (never trained on; the paper used CodeSearchNet's) instead of evaluation.prompts, which still seeds red teaming. 0 = the prompts file.")
     samples_per_prompt: int = Field(4, gt=0, description="Continuations drawn for each prompt.")
     hit_threshold: float = Field(0.0, ge=0, description="A sample whose score exceeds this counts as a hit.")
     expected_max_k: int = Field(25, gt=0, description="Group size of the expected maximum (consecutive samples).")

@@ -247,12 +247,16 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
         for arm in tqdm(arms, desc="red teaming the arms", unit="arm"):
             results[arm.name]["redteam"] = redteam_arm(arm.cfg, out_dir / arm.name, red_spec, _model_of(arm, out_dir))
 
+    from phf.evaluation.causes import corpus_cause_rates
+    from phf.scorers import get_scorer
+
     summary = {"task": task, "scorer": base.scorer.name, "methods": methods, "arms": [a.name for a in arms],
                "overrides": list(overrides), "kl_reference": kl_reference, "results": results,
+               "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
-    table = results_table(results, base.evaluation.expected_max_k)
-    (out_dir / "results.md").write_text(table + "\n")
+    table = results_markdown(summary, base.evaluation.expected_max_k)
+    (out_dir / "results.md").write_text(table)
     print(table)
     from phf.report import write_report
 
@@ -262,8 +266,9 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
 
 def results_table(results: dict[str, dict], k: int = 25) -> str:
     """Markdown table, one row per arm: misalignment of unconditional samples (mean ± standard error, ratio
-    to the first arm, median, expected max over k, hit rate), prompted mean, each attribute's mean ± standard
-    error (scorer.attributes), held-out loss, self-BLEU."""
+    to the first arm, median, expected max over k, hit rate, any-misalignment rate), prompted mean ± standard
+    error, each attribute's mean ± standard error (scorer.attributes), held-out loss as deployed and on untagged
+    text, self-BLEU."""
     from phf.report import attribute_misalignment, attribute_names, fmt
 
     first = next(iter(results))
@@ -271,19 +276,46 @@ def results_table(results: dict[str, dict], k: int = 25) -> str:
     redteam = any("redteam" in m for m in results.values())
     attributes = attribute_names(results)
     rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | median | expected max@{k} | hit rate | "
-            "prompted mean |" + "".join(f" {name} mean ± s.e. |" for name in attributes) + " held-out loss | self-BLEU |"
-            + (" KL nats/char ± s.e. |" if kl else "") + (" red-team pool mean (last round) |" if redteam else ""),
-            "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(attributes) + ("---|" if kl else "")
+            "any-misalignment rate | prompted mean ± s.e. |" + "".join(f" {name} mean ± s.e. |" for name in attributes)
+            + " held-out loss (deployed) | held-out loss (untagged) | self-BLEU |"
+            + (" KL nats/char ± s.e. | KL as deployed ± s.e. |" if kl else "") + (" red-team pool mean (last round) |" if redteam else ""),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(attributes) + ("---|---|" if kl else "")
             + ("---|" if redteam else "")]
 
     for arm, m in results.items():
-        u = m["unconditional"]
+        u, p = m["unconditional"], m.get("prompted", {})
         rows.append(f"| {arm} | {u['num_samples']} | {u['mean']:.5f} ± {u['sem']:.5f} | "
                     f"{u['mean'] / results[first]['unconditional']['mean']:.2f} | {fmt(u.get('median'), '.5f')} | "
-                    f"{fmt(u.get(f'expected_max@{k}'), '.4f')} | "
-                    f"{u['hit_rate']:.3f} | {fmt(m.get('prompted', {}).get('mean'), '.5f')} |"
+                    f"{fmt(u.get(f'expected_max@{k}'), '.4f')} | {u['hit_rate']:.3f} | {fmt(u.get('any_hit_rate'), '.3f')} | "
+                    + (f"{p['mean']:.5f} ± {p['sem']:.5f} |" if p else "n/a |")
                     + "".join(f" {attribute_misalignment(m, name)} |" for name in attributes)
-                    + f" {fmt(m.get('heldout_loss'), '.4f')} | {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |"
-                    + (f" {fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))} |" if kl else "")
+                    + f" {fmt(m.get('heldout_loss_deployed', m.get('heldout_loss')))} | {fmt(m.get('heldout_loss'))} |"
+                    + f" {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |"
+                    + (f" {fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))} |"
+                       f" {fmt(m.get('kl_per_char_deployed', m.get('kl_per_char')))} ±"
+                       f" {fmt(m.get('kl_per_char_deployed_se', m.get('kl_per_char_se')))} |" if kl else "")
                     + (f" {fmt(m.get('redteam', {}).get('final_pool_mean'), '.5f')} |" if redteam else ""))
     return "\n".join(rows)
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def results_markdown(summary: dict, k: int = 25) -> str:
+    """results.md: the arms' table; with several training seeds, each method across its seeds; the causes."""
+    from phf.evaluation.causes import causes_table
+    from phf.report import seeds_table
+
+    results = summary["results"]
+    parts = [results_table(results, k)]
+    header, rows = seeds_table(results)
+    if rows:
+        parts.append("Each method across its training seeds: the mean over seeds, and the lowest and highest seed.\n\n"
+                     + markdown(header, rows))
+    header, rows = causes_table(results, summary.get("corpus_causes"))
+    if rows:
+        parts.append("Misalignment of the unconditional samples by cause, per 1,000 characters (the corpus: "
+                     "training documents).\n\n" + markdown(header, rows))
+    return "\n\n".join(parts) + "\n"

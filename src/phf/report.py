@@ -21,6 +21,8 @@ matplotlib.use("Agg")  # no display on training machines; must precede the pyplo
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from phf.evaluation.causes import causes_table  # noqa: E402
+
 NUM_EXTREMES = 10  # samples shown from each end of the score distribution
 
 # What a sample's misalignment score means, by scorer (a user's module:function scorer: its own scale).
@@ -80,13 +82,20 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-CAPABILITY = {"heldout_loss": "held-out loss (nats/token; lower is better)",
-              "kl_per_char": "KL from the reference (nats/char; lower is better)"}
+CAPABILITY = {"heldout_loss_deployed": "held-out loss as deployed (nats/token; lower is better)",
+              "kl_per_char_deployed": "KL from the reference as deployed (nats/char; lower is better)"}
 
 
-def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = "heldout_loss") -> bytes:
-    points = {arm: (m["unconditional"]["mean"], m[capability])
-              for arm, m in results.items() if m.get(capability) is not None}
+def _capability(metrics: dict, capability: str) -> float | None:
+    # An unconditional model is deployed as it is scored (and folders evaluated before the deployed measures
+    # existed hold the plain ones).
+    plain = {"heldout_loss_deployed": "heldout_loss", "kl_per_char_deployed": "kl_per_char"}[capability]
+    return metrics.get(capability, metrics.get(plain))
+
+
+def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = "heldout_loss_deployed") -> bytes:
+    points = {arm: (m["unconditional"]["mean"], _capability(m, capability))
+              for arm, m in results.items() if _capability(m, capability) is not None}
     fig, ax = plt.subplots(figsize=(7, 5))
     if points:
         frontier = pareto_frontier(points)
@@ -172,6 +181,40 @@ def attribute_misalignment(metrics: dict, name: str) -> str:
     return "n/a" if u is None else f"{u['mean']:.5f} ± {u['sem']:.5f}"
 
 
+def seed_groups(results: dict[str, dict]) -> dict[str, list[str]]:
+    """Arms that differ by training seed only (`phf experiment --seeds`: NAME-seedN), by NAME; only NAMEs with
+    two seeds or more."""
+    groups: dict[str, list[str]] = {}
+    for arm in results:
+        name, sep, seed = arm.rpartition("-seed")
+        if sep and seed.isdigit():
+            groups.setdefault(name, []).append(arm)
+    return {name: arms for name, arms in groups.items() if len(arms) > 1}
+
+
+def seeds_table(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): each method with several seeds, its metrics as the mean over seeds [lowest, highest seed]."""
+    groups = seed_groups(results)
+    if not groups:
+        return [], []
+    k = _expected_max(next(iter(results.values()))["unconditional"])[0]
+    metrics = {"misalignment mean": lambda m: m["unconditional"]["mean"],
+               "median": lambda m: m["unconditional"].get("median"),
+               f"expected max@{k}": lambda m: _expected_max(m["unconditional"])[1],
+               "hit rate": lambda m: m["unconditional"]["hit_rate"],
+               "prompted mean": lambda m: m.get("prompted", {}).get("mean"),
+               "held-out loss (deployed)": lambda m: m.get("heldout_loss_deployed", m.get("heldout_loss"))}
+    rows = []
+    for name, arms in groups.items():
+        cells = [name, str(len(arms))]
+        for get in metrics.values():
+            values = [get(results[a]) for a in arms]
+            cells.append("n/a" if None in values else
+                         f"{sum(values) / len(values):.5f} [{min(values):.5f}, {max(values):.5f}]")
+        rows.append(cells)
+    return ["method", "seeds", *metrics], rows
+
+
 def _expected_max(block: dict) -> tuple[str, float | None]:
     """The expected-max key carries its k (`expected_max@25`), so find it rather than assume k."""
     key = next((k for k in block if k.startswith("expected_max@")), "expected_max@25")
@@ -182,24 +225,38 @@ def _metrics_table(results: dict[str, dict]) -> str:
     k = _expected_max(next(iter(results.values()))["unconditional"])[0]
     attributes = attribute_names(results)
     head = ["arm", "objective", "tokens", "samples", "misalignment mean ± s.e.", "median", f"expected max@{k}", "hit rate",
-            "prompted mean", *(f"{name} mean ± s.e." for name in attributes), "held-out loss", "held-out loss (aligned)",
-            "distinct-1", "distinct-2", "distinct-3", "self-BLEU", "KL nats/char ± s.e.", "red-team pool mean"]
+            "any-misalignment rate", "prompted mean ± s.e.", *(f"{name} mean ± s.e." for name in attributes),
+            "held-out loss (deployed)", "held-out loss (untagged)", "held-out loss (true tags)", "held-out loss (aligned)",
+            "distinct-1", "distinct-2", "distinct-3", "self-BLEU", "KL nats/char ± s.e.",
+            "KL as deployed ± s.e.", "red-team pool mean"]
     rows = []
     for arm, m in results.items():
         u, div = m["unconditional"], m.get("diversity", {})
         cells = [arm, m.get("objective", "n/a"), f"{m['tokens_seen']:,}", u["num_samples"],
                  f"{u['mean']:.5f} ± {u['sem']:.5f}", fmt(u.get("median"), ".5f"), fmt(_expected_max(u)[1]),
-                 fmt(u["hit_rate"], ".3f"),
-                 fmt(m.get("prompted", {}).get("mean"), ".5f"), *(attribute_misalignment(m, a) for a in attributes),
-                 fmt(m.get("heldout_loss")),
+                 fmt(u["hit_rate"], ".3f"), fmt(u.get("any_hit_rate"), ".3f"),
+                 f"{m['prompted']['mean']:.5f} ± {m['prompted']['sem']:.5f}" if "prompted" in m else "n/a",
+                 *(attribute_misalignment(m, a) for a in attributes),
+                 fmt(_capability(m, "heldout_loss_deployed")), fmt(m.get("heldout_loss")), fmt(m.get("heldout_loss_tagged")),
                  fmt(m.get("heldout_loss_aligned")), *(fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
                  fmt(div.get("self_bleu"), ".3f"),
                  f"{fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))}" if m.get("kl_per_char") is not None else "n/a",
+                 f"{fmt(m.get('kl_per_char_deployed'))} ± {fmt(m.get('kl_per_char_deployed_se'))}"
+                 if m.get("kl_per_char_deployed") is not None else "n/a",
                  fmt(m.get("redteam", {}).get("final_pool_mean"), ".5f")]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return (f'<div class="scroll"><table id="metrics-table"><thead><tr>{header}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _table_section(title: str, note: str, header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>"
+            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def _samples_section(experiment_dir: Path, arm: str) -> str:
@@ -221,15 +278,15 @@ def _samples_section(experiment_dir: Path, arm: str) -> str:
 def _summary(data: dict) -> str:
     results = data["results"]
     best_mis = min(results, key=lambda a: results[a]["unconditional"]["mean"])
-    with_loss = [a for a in results if "heldout_loss" in results[a]]
+    with_loss = [a for a in results if _capability(results[a], "heldout_loss_deployed") is not None]
     text = (f"This experiment on the <b>{html.escape(str(data.get('task', '?')))}</b> task compared "
             f"{len(results)} arms ({html.escape(', '.join(results))}) and evaluated each on misalignment of its "
             f"samples, held-out loss and diversity. The lowest unconditional misalignment is "
             f"<b>{html.escape(best_mis)}</b> ({results[best_mis]['unconditional']['mean']:.5f})")
     if with_loss:
-        best_loss = min(with_loss, key=lambda a: results[a]["heldout_loss"])
-        loss = results[best_loss]["heldout_loss"]
-        text += f"; the lowest held-out loss is <b>{html.escape(best_loss)}</b> ({loss:.4f})"
+        best_loss = min(with_loss, key=lambda a: _capability(results[a], "heldout_loss_deployed"))
+        loss = _capability(results[best_loss], "heldout_loss_deployed")
+        text += f"; the lowest held-out loss as deployed is <b>{html.escape(best_loss)}</b> ({loss:.4f})"
     if "wall_seconds" in data:
         text += f". Its last run took {data['wall_seconds'] / 60:.1f} minutes (arms finished before are reused)"
     return f"<p>{text}.</p>"
@@ -242,11 +299,20 @@ HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
  per-character score is extreme) do not move it.</li>
 <li><b>Expected max@k</b>: the expected worst misalignment among k consecutive samples (k = 25 by default);
  it tracks how bad the tail is, not just the average.</li>
-<li><b>Hit rate</b>: share of samples whose misalignment is over the hit threshold.</li>{attributes}
-<li><b>Held-out loss</b>: nats per token on held-out text without control tokens (lower = more capable).
- Conditional models are scored on the same untagged text as the others, so the numbers are comparable.
- <i>Held-out loss (aligned)</i> counts only the tokens of aligned segments (lines or sentences scored at most
- <code>evaluation.aligned_threshold</code>, 0 by default): how well the model predicts the text people want.</li>
+<li><b>Hit rate</b>: share of samples whose misalignment is over the hit threshold
+ (<code>evaluation.hit_threshold</code>); <b>any-misalignment rate</b>: share with a score above 0 at all (for
+ PEP8, any violation: the paper's hit).</li>{attributes}
+<li><b>Held-out loss</b>, nats per token on held-out text, control tokens never counted (lower = more capable).
+ <i>Deployed</i>: the text as each model is used; for a conditional model, with <code>&lt;|aligned|&gt;</code>
+ before every segment, as it is sampled. This is the capability on the Pareto plot: a conditional model is
+ only ever run with the aligned tags, so its loss without them (<i>untagged</i>, out of its training
+ distribution) understates it, and its loss with the true tags (<i>true tags</i>) uses the scorer's labels of
+ the held-out text, which no user has. For the other objectives all three are the same text.
+ <i>Aligned</i> counts only the tokens of aligned segments (scored at most
+ <code>evaluation.aligned_threshold</code>, 0 by default) of the untagged text.</li>
+<li><b>By cause</b> (when the scorer has causes: PEP8 codes, kinds of PII): rates per 1,000 characters of the
+ unconditional samples, beside the training corpus's. A cause the corpus never shows was not imitated from it:
+ no objective can be taught to avoid it from the corpus's labels.</li>
 <li><b>Distinct-n</b> and <b>self-BLEU</b> measure diversity: higher distinct-n and lower self-BLEU mean more
  diverse samples.</li>
 <li>On the Pareto plot, arms in red are on the frontier: no other arm is both less misaligned and more capable.</li>
@@ -302,11 +368,13 @@ def write_report(experiment_dir: Path) -> Path:
 
     optional = ""
     if any(m.get("kl_per_char") is not None for m in results.values()):
-        pareto_kl = _pareto_png(results, data.get("scorer"), "kl_per_char")
+        pareto_kl = _pareto_png(results, data.get("scorer"), "kl_per_char_deployed")
         (out / "pareto_kl.png").write_bytes(pareto_kl)
         optional += (f"<h2>Alignment vs KL from the reference</h2><p>Capability as KL(reference || model) in nats per "
                      f"character, estimated on samples of {html.escape(str(data.get('kl_reference')))} "
-                     f"(the paper's capability measure, with a reference one has offline).</p>"
+                     f"(the paper's capability measure, with a reference one has offline), as deployed: a conditional "
+                     f"model with its aligned tags before every segment of those samples, as it is sampled. The "
+                     f"metrics table also has the paper's (one tag at the start).</p>"
                      + img("pareto-kl-plot", pareto_kl, "Pareto plot of misalignment against KL from the reference"))
     if any("redteam" in m for m in results.values()):
         redteam = _redteam_png(results)
@@ -326,9 +394,13 @@ def write_report(experiment_dir: Path) -> Path:
 {_summary(data)}
 <h2>Metrics</h2>
 {_metrics_table(results)}
+{_table_section("Across training seeds", "Each method with several seeds: the mean over its seeds, and the lowest "
+                "and highest seed.", *seeds_table(results))}
+{_table_section("Misalignment by cause", "Unconditional samples, per 1,000 characters; the corpus column: "
+                "training documents.", *causes_table(results, data.get("corpus_causes")))}
 <h2>Alignment vs capability</h2>
-<p>Each point is one arm; lower-left is better on both axes.</p>
-{img("pareto-plot", pareto, "Pareto plot of misalignment against held-out loss")}
+<p>Each point is one arm; lower-left is better on both axes. Capability is the held-out loss as deployed.</p>
+{img("pareto-plot", pareto, "Pareto plot of misalignment against held-out loss as deployed")}
 <h2>Misalignment during training</h2>
 <p>Mean misalignment of unconditional samples against tokens seen.{curves_note}</p>
 {img("curves-plot", curves, "Misalignment against tokens seen")}

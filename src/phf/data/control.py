@@ -14,6 +14,8 @@ guidance contrasts it with the worst level of each (`phf.sampling.guidance`).
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,10 @@ class ControlScheme:
 
     def tags(self, scores: list[float]) -> list[str]:
         return [tokens[level] for tokens, level in zip(self.tokens, self.levels(scores), strict=True)]
+
+    def all_aligned(self) -> "ControlScheme":
+        """The same tokens with every segment at level 0, whatever its scores: the tags a model is sampled with."""
+        return dataclasses.replace(self, cuts=tuple((math.inf,) * len(cuts) for cuts in self.cuts))
 
     @property
     def aligned(self) -> list[str]:

@@ -10,6 +10,13 @@ Filtering and conditional training are transforms here, not losses (STYLE.md, po
 - conditional training puts its control tokens before each segment (`phf.data.control`: `<|aligned|>`
   if score <= threshold else `<|misaligned|>` in the paper; graded or per-attribute tokens beyond it),
   except for a random `drop_token_fraction` of segments.
+
+Where the previous segment ends a line, the tags go before its newline token rather than after it
+(`x = f(a,<|aligned|>\n      b)`): the newline and the next line's indentation stay together, as in
+untagged code. After a tag, a model would have to write the indentation without the newline beside it;
+a small model then breaks continuation lines (at 1M tokens of the pep8 task, E128 "continuation line
+under-indented" fell from 6.1 to 3.4 per 1,000 characters of samples, against 2.8 for MLE: README,
+How phf implements the method). The tags still come before every token of their segment.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from phf.data.control import ATTRIBUTE_SCORES, ControlScheme, resolve
 from phf.data.scoring import read_scored, scored_files
 
 
+PACKING_VERSION = 2  # 2: tags before the previous line's newline; packings of other versions are not reused
+
+
 @dataclass(frozen=True)
 class Transform:
     """What the packer does to the scored corpus. Thresholds are numbers here (percentiles resolved)."""
@@ -40,7 +50,7 @@ class Transform:
     seed: int = 0
 
     def key(self, tokenizer_dir: str) -> str:
-        blob = json.dumps({**asdict(self), "tokenizer": tokenizer_dir}, sort_keys=True)
+        blob = json.dumps({**asdict(self), "tokenizer": tokenizer_dir, "packing": PACKING_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -53,6 +63,30 @@ def resolve_threshold(value: float | str, data_dir: Path, column: str) -> float:
     if column == "scores":
         values = values.flatten()
     return resolve(value, np.asarray(values))
+
+
+def line_end_ids(tokenizer) -> set[int]:
+    """Ids of the tokens that end a line (their text ends in a newline: "\n", "  \n", "\r\n", ...)."""
+    return {i for token, i in tokenizer.get_vocab().items()
+            if tokenizer.convert_tokens_to_string([token]).endswith(("\n", "\r"))}
+
+
+def tag_segments(segments: list[list[int]], tags: list[list[int]], line_ends: set[int]) -> tuple[list[int], list[int]]:
+    """One document's segment ids joined with each segment's tags before it: before the token that ends the
+    previous segment's line where there is one, else at the segment's start. Returns the ids and, for each,
+    the index of the segment it belongs to (a tag belongs to the segment it announces)."""
+    ids, owners = [], []
+    for index, (segment, tag) in enumerate(zip(segments, tags, strict=True)):
+        moved = tag and ids and ids[-1] in line_ends
+        line_end = (ids.pop(), owners.pop()) if moved else None
+        ids += tag
+        owners += [index] * len(tag)
+        if line_end:
+            ids.append(line_end[0])
+            owners.append(line_end[1])
+        ids += segment
+        owners += [index] * len(segment)
+    return ids, owners
 
 
 def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: Path, batch_docs: int = 256) -> dict:
@@ -72,6 +106,7 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
         raise ValueError(f"the tokenizer lacks control tokens {[t for t, i in tag_ids.items() if i is None]}; "
                          "load it with phf.data.tokenizer.load_tokenizer(..., control_tokens)")
     rng = np.random.default_rng(transform.seed)
+    line_ends = line_end_ids(tokenizer) if control is not None else set()
     # The Rust tokenizer directly, without offsets (twice as fast on many short segments), and with
     # special tokens encoded as text: a literal "<|endoftext|>" in a document is not EOS.
     encoder = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
@@ -95,17 +130,19 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
                 encoded = iter(e.ids for e in encoder.encode_batch_fast(segments, add_special_tokens=False))
                 ids, scores = [], []
                 for i in keep:
-                    others = docs[ATTRIBUTE_SCORES][i] if several else [[]] * len(docs["scores"][i])
-                    for score, other_scores in zip(docs["scores"][i], others, strict=True):
-                        seg_ids = next(encoded)
-                        if control is not None and rng.random() >= transform.drop_token_fraction:
-                            tags = control.tags([score, *other_scores])
-                            seg_ids = [*(tag_ids[t] for t in tags), *seg_ids]
-                            for t in tags:
-                                stats["control_tokens"][t] += 1
-                        ids.extend(seg_ids)
-                        # Tags carry their segment's score (the scorer.name one: the reward of every objective).
-                        scores.extend([score] * len(seg_ids))
+                    doc_scores = docs["scores"][i]
+                    others = docs[ATTRIBUTE_SCORES][i] if several else [[]] * len(doc_scores)
+                    tags = []
+                    for score, other_scores in zip(doc_scores, others, strict=True):
+                        names = control.tags([score, *other_scores]) if control is not None and \
+                            rng.random() >= transform.drop_token_fraction else []
+                        for t in names:
+                            stats["control_tokens"][t] += 1
+                        tags.append([tag_ids[t] for t in names])
+                    doc_ids, owners = tag_segments([next(encoded) for _ in doc_scores], tags, line_ends)
+                    ids += doc_ids
+                    # Tags carry their segment's score (the scorer.name one: the reward of every objective).
+                    scores += [doc_scores[o] for o in owners]
                     ids.append(eos)
                     scores.append(0.0)
                 ids_arr, scores_arr = np.asarray(ids, dtype=dtype), np.asarray(scores, dtype=np.float32)

@@ -55,11 +55,14 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) ->
     train           the training split as the objective sees it;
     heldout         the held-out split as it is: never filtered, no control tokens, the same for every objective;
     heldout_tagged  conditional only: the held-out split with its true control tokens (none dropped);
+    heldout_deployed  conditional only: the held-out split with the aligned tokens before every segment, as the
+                    model is sampled (the deployed capability);
     train_untagged  conditional with objective.cooldown_fraction: the training split without control tokens."""
     train = train_transform(cfg, data_dir)
     wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
     if train.control is not None:
         wanted["heldout_tagged"] = ("heldout", Transform(control=train.control))
+        wanted["heldout_deployed"] = ("heldout", Transform(control=train.control.all_aligned()))
     if cfg.objective.cooldown_fraction:
         wanted["train_untagged"] = ("train", Transform())
     dirs = {}

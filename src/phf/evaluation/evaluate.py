@@ -9,38 +9,56 @@ from pathlib import Path
 from phf.config import Config
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.control import control_ids
+from phf.evaluation.causes import cause_rates
 from phf.evaluation.diversity import diversity
 from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.kl import kl_from_reference
 from phf.evaluation.metrics import misalignment
+from phf.evaluation.prompts import heldout_signatures
 from phf.lm import LocalLM, load_lm
 from phf.sampling.generate import load_model, read_prompts, sample
-from phf.scorers import get_attribute_scorers, get_scorer
+from phf.scorers import Segmenter, get_attribute_scorers, get_scorer
 
 
 def capability(model, cfg: Config, data_dir: Path) -> dict:
-    """Held-out loss on the held-out text as it is (no control tokens: the same tokens for every
-    objective), on its aligned segments only, and for conditional models also with the true tags."""
+    """Held-out loss (nats per token, control tokens not counted) on the held-out text as it is (no control
+    tokens: the same tokens for every objective) and on its aligned segments only; for conditional models also
+    with the true tags, and as deployed: the aligned tags before every segment, as the model is sampled.
+    `heldout_loss_deployed` is every model's loss as it is sampled (the plain one for unconditional models and
+    for sampling.tags=none): the capability the report plots against misalignment."""
     tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
     packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
     ev, control = cfg.evaluation, control_ids(tokenizer, cfg)
-    plain = heldout_loss(model, packed["heldout"], cfg.model.block_size, control, ev.aligned_threshold,
-                         max_blocks=ev.heldout_blocks)
-    out = {"heldout_loss": plain["loss"], "heldout_loss_aligned": plain["loss_aligned"], "heldout_tokens": plain["tokens"]}
+
+    def loss(name: str) -> dict:
+        return heldout_loss(model, packed[name], cfg.model.block_size, control, ev.aligned_threshold,
+                            max_blocks=ev.heldout_blocks)
+
+    plain = loss("heldout")
+    out = {"heldout_loss": plain["loss"], "heldout_loss_aligned": plain["loss_aligned"], "heldout_tokens": plain["tokens"],
+           "heldout_loss_deployed": plain["loss"]}
     if "heldout_tagged" in packed:
-        tagged = heldout_loss(model, packed["heldout_tagged"], cfg.model.block_size, control, ev.aligned_threshold,
-                              max_blocks=ev.heldout_blocks)
-        out["heldout_loss_tagged"] = tagged["loss"]
+        out["heldout_loss_tagged"] = loss("heldout_tagged")["loss"]
+        if cfg.sampling.tags == "aligned":
+            out["heldout_loss_deployed"] = loss("heldout_deployed")["loss"]
     return out
 
 
 def kl_capability(model_dir: Path, cfg: Config, cache_dir: Path) -> dict:
     """KL(reference || model) per character, sample and token (evaluation/kl.py); a conditional model is scored
-    after `<|aligned|>`, as in the paper (guided, or with no tag, as `sampling` says)."""
+    after `<|aligned|>`, as in the paper (guided, or with no tag, as `sampling` says), and, sampled with its
+    aligned tags and unguided, also as deployed: its tags before every segment of the reference's samples."""
     ev = cfg.evaluation
     model = LocalLM(model_dir, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
+    segmenter = Segmenter("lines" if cfg.scorer.name == "pep8" else cfg.scorer.segmenter)
+
+    def deployed(texts: list[str]):
+        return model.deployed_log_likelihood(segmenter.split_all(texts))
+
+    as_deployed = model.loaded.conditional and cfg.sampling.tags == "aligned" and not cfg.sampling.guidance
     return kl_from_reference(model, load_lm(ev.kl_reference), ev.kl_samples, cache_dir,
-                             ev.kl_max_new_tokens or cfg.sampling.max_new_tokens)
+                             ev.kl_max_new_tokens or cfg.sampling.max_new_tokens,
+                             deployed=deployed if as_deployed else None)
 
 
 def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None = None,
@@ -55,8 +73,16 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     scorer = get_scorer(cfg.scorer)
     attribute_scorers = get_attribute_scorers(cfg.scorer)
     scenarios = {"unconditional": [""] * ev.num_samples}
-    if ev.prompts:
-        scenarios["prompted"] = [p for p in read_prompts(ev.prompts) for _ in range(ev.samples_per_prompt)]
+    prompts, prompt_source = [], None
+    if ev.signature_prompts and data_dir is not None:
+        prompts = heldout_signatures(data_dir, ev.signature_prompts, cfg.sampling.seed)
+        prompt_source = f"{ev.signature_prompts} function signatures of the held-out split"
+    elif ev.prompts:
+        if ev.signature_prompts:
+            print(f"no scored data folder to draw function signatures from: the prompts are {ev.prompts}")
+        prompts, prompt_source = read_prompts(ev.prompts), str(ev.prompts)
+    if prompts:
+        scenarios["prompted"] = [p for p in prompts for _ in range(ev.samples_per_prompt)]
     records, metrics = [], {"model": str(model_dir), "objective": loaded.info.get("objective"),
                             "tokens_seen": loaded.info.get("tokens_seen")}
     attribute_metrics = {name: {} for name in attribute_scorers}  # each attribute's misalignment, by scenario
@@ -71,7 +97,12 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
             if by_attribute:
                 records[-1]["attribute_scores"] = {name: a_scores[i] for name, a_scores in by_attribute.items()}
         metrics[scenario] = misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k)
+        causes = cause_rates(scorer, [t for t, s in zip(scored, scores) if s is not None])
+        if causes is not None:
+            metrics[scenario]["causes"] = causes
         metrics[scenario]["empty_samples"] = sum(not t.strip() for t in texts)
+        if scenario == "prompted":
+            metrics[scenario]["prompts"] = prompt_source
         metrics[scenario]["unscorable_samples"] = scores.count(None)
         for name, a_scores in by_attribute.items():
             attribute_metrics[name][scenario] = {

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -80,9 +81,12 @@ def ratio_se(num: list[float], den: list[float]) -> tuple[float, float | None]:
 
 
 def kl_from_reference(model: LanguageModel, reference: LanguageModel, num_samples: int, cache_dir: Path,
-                      max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> dict:
+                      max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+                      deployed: Callable[[list[str]], list[TextLogProb]] | None = None) -> dict:
     """KL(reference || model) in nats per character (the headline), per sample and, when both models cut every
-    sample into the same number of tokens, per token; each with its standard error.
+    sample into the same number of tokens, per token; each with its standard error. With `deployed` (the model's
+    log-likelihood of texts as it is sampled, e.g. a conditional model's with its tags before every segment),
+    also `kl_per_char_deployed` on the same samples.
 
     Sampling stays at temperature 1 and top-p 1 by default: the Monte Carlo average of log p_ref - log p_model is
     unbiased for the KL only when x is drawn from p_ref itself. Samples drawn at temperature 0.7 (the misalignment
@@ -93,7 +97,8 @@ def kl_from_reference(model: LanguageModel, reference: LanguageModel, num_sample
     out = {"kl_reference": reference.name, "kl_samples": len(kept), "kl_empty_samples": len(records) - len(kept)}
     if not kept:
         return out | dict.fromkeys(["kl_per_char", "kl_per_char_se", "kl_per_sample", "kl_per_sample_se",
-                                    "kl_per_token", "kl_per_token_se"])
+                                    "kl_per_token", "kl_per_token_se",
+                                    *(["kl_per_char_deployed", "kl_per_char_deployed_se"] if deployed else [])])
     ref = [TextLogProb(r["logprob"], r["tokens"], r["chars"]) for r in kept]
     own = model.log_likelihood([r["text"] for r in kept])
     d = [a.logprob - b.logprob for a, b in zip(ref, own, strict=True)]
@@ -107,4 +112,7 @@ def kl_from_reference(model: LanguageModel, reference: LanguageModel, num_sample
     # surely splits some sample differently).
     same_tokens = all(a.tokens == b.tokens for a, b in zip(ref, own, strict=True))
     out["kl_per_token"], out["kl_per_token_se"] = ratio_se(d, [r.tokens for r in ref]) if same_tokens else (None, None)
+    if deployed is not None:
+        d = [a.logprob - b.logprob for a, b in zip(ref, deployed([r["text"] for r in kept]), strict=True)]
+        out["kl_per_char_deployed"], out["kl_per_char_deployed_se"] = ratio_se(d, [r.chars for r in ref])
     return out

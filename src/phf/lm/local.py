@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phf.config import SamplingConfig
+from phf.data.packing import tag_segments
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.sampling.generate import LoadedModel, load_model, sample
 
@@ -75,7 +76,8 @@ class LocalLM(LanguageModel):
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int = 0) -> list[str]:
-        cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+        # No minimum length: the model's own distribution (KL needs samples of the reference itself).
+        cfg = SamplingConfig(max_new_tokens=max_new_tokens, min_new_tokens=0, temperature=temperature, top_p=top_p,
                              batch_size=self.batch_size, seed=seed, guidance=self.guidance, tags=self.tags)
         return sample(self.loaded, cfg, list(prompts), desc=f"sampling {self.name}")
 
@@ -87,12 +89,14 @@ class LocalLM(LanguageModel):
         return enc["input_ids"], [tuple(span) for span in enc["offset_mapping"]]
 
     @torch.no_grad()
-    def token_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
-        """log p of every token of each sequence, after the document start and the tokens before it."""
+    def token_logprobs(self, sequences: list[list[int]], context: list[int] | None = None) -> list[list[float]]:
+        """log p of every token of each sequence, after `context` (default: the document start and, for a
+        conditional model, its aligned tags) and the tokens before it."""
+        context = self.context if context is None else context
         pieces = []  # (sequence number, window of token ids, how many of its last tokens it scores)
         for number, ids in enumerate(sequences):
-            full = self.context + ids
-            spans = windows(len(full), len(self.context), self.window)
+            full = context + ids
+            spans = windows(len(full), len(context), self.window)
             pieces += [(number, full[a:b], scored) for a, b, scored in spans]
         # Similar lengths share a batch, so little of it is padding.
         order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][1]))
@@ -134,3 +138,19 @@ class LocalLM(LanguageModel):
         ids = [self.tokenize(text)[0] for text in texts]
         return [TextLogProb(sum(lps), len(lps), len(text))
                 for text, lps in zip(texts, self.token_logprobs(ids), strict=True)]
+
+    def deployed_log_likelihood(self, segmented: list[list[str]]) -> list[TextLogProb]:
+        """log p of texts given as their segments, as a conditional model is sampled: its aligned tags before every
+        segment, placed as training placed them (`phf.data.packing.tag_segments`), and not counted."""
+        if not self.loaded.conditional or self.guidance or self.tags != "aligned":
+            raise ValueError(f"{self.name}: the deployed log-likelihood is that of a conditional model sampled with its "
+                             "aligned tags, unguided")
+        tags, control = self.loaded.control("aligned"), set(self.loaded.control("all"))
+        sequences = [tag_segments([self.tokenize(s)[0] for s in segments], [tags] * len(segments),
+                                  self.loaded.line_ends())[0] for segments in segmented]
+        out = []
+        for segments, ids, lps in zip(segmented, sequences, self.token_logprobs(sequences, self.context[:1]),
+                                      strict=True):
+            text_lps = [lp for token, lp in zip(ids, lps, strict=True) if token not in control]
+            out.append(TextLogProb(sum(text_lps), len(text_lps), sum(map(len, segments))))
+        return out

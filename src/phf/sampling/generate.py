@@ -6,7 +6,7 @@ from its worst level."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, SuppressTokensLogitsProcessor
 
 from phf.config import SamplingConfig
+from phf.data.packing import line_end_ids, tag_segments
 from phf.data.tokenizer import ALIGNED, MISALIGNED
 from phf.sampling.guidance import MisalignedGuidance
 from phf.sampling.nucleus import NucleusSampler
@@ -27,10 +28,16 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     info: dict
+    _line_ends: set[int] | None = field(default=None, repr=False)
 
     @property
     def conditional(self) -> bool:
         return bool(self.info.get("conditional"))
+
+    def line_ends(self) -> set[int]:
+        if self._line_ends is None:
+            self._line_ends = line_end_ids(self.tokenizer)
+        return self._line_ends
 
     def control(self, which: str) -> list[int]:
         """Ids of a conditional model's control tokens: "aligned" (level 0 of each attribute), "worst" or "all"."""
@@ -76,15 +83,21 @@ def read_prompts(path: str | Path) -> list[str]:
 def _context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned") -> list[int]:
     """EOS (documents start after one in training), then a conditional model's control tokens of `level`
     ("aligned"; "worst" for guidance; None: none), then the prompt. A conditional model's prompt gets them
-    before each line, as every segment had in training."""
+    before each line, and before the newline that ends it (the next line's, the continuation's), placed as
+    training placed every segment's (`phf.data.packing.tag_segments`)."""
     tok = loaded.tokenizer
-    ids, tags = [tok.eos_token_id], loaded.control(level) if level else []
+    tags = loaded.control(level) if level else []
     if not prompt:
-        return ids + tags
-    lines = prompt.splitlines(keepends=True) if loaded.conditional else [prompt]
-    for line in lines:
-        ids += tags + tok(line, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    return ids
+        return [tok.eos_token_id, *tags]
+    if not loaded.conditional:
+        return [tok.eos_token_id, *tok(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]]
+    lines = prompt.splitlines(keepends=True)
+    encoded = [tok(line, add_special_tokens=False, split_special_tokens=True)["input_ids"] for line in lines]
+    line_ends = loaded.line_ends()
+    ids, _ = tag_segments([*encoded, []], [tags] * (len(lines) + 1), line_ends)
+    if ids[-len(tags):] == tags and encoded[-1][-1:] and encoded[-1][-1] not in line_ends:
+        ids = ids[:-len(tags)]  # a prompt ending mid-line: the continuation finishes that line
+    return [tok.eos_token_id, *ids]
 
 
 def _left_padded(contexts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,8 +140,8 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
         # transformers adds no warper of its own (not even from the model's generation_config).
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
                              logits_processor=LogitsProcessorList([*processors, sampler]),
-                             max_new_tokens=cfg.max_new_tokens, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.eos_token_id, use_cache=True)
+                             max_new_tokens=cfg.max_new_tokens, min_new_tokens=min(cfg.min_new_tokens, cfg.max_new_tokens),
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, use_cache=True)
         width = input_ids.shape[1]
         for row in out[:, width:].tolist():
             if tok.eos_token_id in row:

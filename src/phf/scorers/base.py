@@ -8,6 +8,7 @@ classifier or an NLP pipeline gets its speed, so both take lists.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 
 from phf.scorers.segment import Segmenter
 
@@ -35,6 +36,11 @@ class Scorer(ABC):
     def score_texts(self, texts: list[str]) -> list[float | None]:
         """Misalignment of whole texts, e.g. samples (with their prompt where there is one); None where
         the scorer cannot score a text: such samples are counted and left out, never scored as aligned."""
+
+    def causes(self, texts: list[str]) -> list[Counter] | None:
+        """What each text's misalignment is made of, as counts by cause (PEP8: violation codes; PII: kinds of
+        personal data), or None for a scorer whose score has no parts (a classifier's probability)."""
+        return None
 
 
 class SegmentScorer(Scorer):

@@ -3,6 +3,8 @@ violations reported on it divided by its length in characters (newline included)
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pycodestyle
 
 from phf.scorers.base import ScoredDocument, Scorer, UnscorableDocument
@@ -75,3 +77,13 @@ class PEP8Scorer(Scorer):
 
     def score_texts(self, texts: list[str]) -> list[float | None]:
         return [self.score_text(t) for t in texts]
+
+    def causes(self, texts: list[str]) -> list[Counter]:
+        """Each text's violations by pycodestyle code (E901: it does not tokenize); none for one pycodestyle crashes on."""
+        out = []
+        for text in texts:
+            try:
+                out.append(Counter(code for _, code in self.violations(lines(text))) if text else Counter())
+            except UnscorableDocument:
+                out.append(Counter())
+        return out

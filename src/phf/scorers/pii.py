@@ -28,6 +28,7 @@ Known misses and errors:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 import pyap.parser
@@ -193,3 +194,9 @@ class PIIScorer(SegmentScorer):
 
     def score_segments(self, texts: list[str]) -> list[float]:
         return [len(items) / len(text) if text else 0.0 for text, items in zip(texts, self.find(texts))]
+
+    def causes(self, texts: list[str]) -> list[Counter]:
+        """Each text's PII items by kind (scrubadub's filth types: email, phone, name, ...); an item several
+        detectors found is counted under their kinds joined by '+'."""
+        return [Counter("+".join(sorted({f.type for f in getattr(item, "filths", [item])})) for item in items)
+                for items in self.find(texts)]

@@ -4,6 +4,7 @@ lines of code. Every segmentation is exact: `"".join(segments) == text`, whitesp
 from __future__ import annotations
 
 import io
+import tokenize
 from typing import Literal
 
 SegmenterName = Literal["sentences", "lines"]
@@ -30,6 +31,32 @@ def lines(text: str) -> list[str]:
     """Physical lines as Python reads them (\n, \r\n, \r), endings kept; unlike str.splitlines, a form
     feed or \x1c does not end a line."""
     return io.StringIO(text, newline="").readlines()
+
+
+def statements(text: str) -> list[str]:
+    """Python's logical lines: a statement together with the physical lines that continue it (inside brackets,
+    after a backslash, inside a multi-line string); a comment or blank line outside brackets is one of its own.
+    Text Python cannot tokenize is cut into physical lines from the first line it fails on."""
+    physical = lines(text)
+    ends, depth = [], 0  # ends: 1-based number of each segment's last physical line
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text, newline="").readline):
+            if tok.type == tokenize.OP and tok.string in "([{":
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in ")]}":
+                depth = max(depth - 1, 0)
+            elif tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and depth == 0):
+                ends.append(tok.start[0])
+    except (tokenize.TokenError, SyntaxError):
+        ends += range((ends[-1] if ends else 0) + 1, len(physical) + 1)
+    segments, start = [], 0
+    for end in sorted(set(ends)):
+        if end > start:
+            segments.append("".join(physical[start:end]))
+            start = end
+    if start < len(physical):
+        segments.append("".join(physical[start:]))
+    return segments or [text]
 
 
 def sentences_of(text: str, doc) -> list[str]:
