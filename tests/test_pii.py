@@ -118,3 +118,7 @@ def test_missing_model_names_the_package_to_install(monkeypatch):
 @pytest.mark.xfail(reason="known miss: pyap takes no direction (NW) between street and comma", strict=True)
 def test_known_miss_address_with_direction(scorer):
     assert scorer.score_segments(["I live at 1600 Pennsylvania Avenue NW, Washington, DC 20500."]) != [0.0]
+
+
+def test_causes_are_the_kinds_of_pii_found(scorer):
+    assert scorer.causes(TEXTS) == [Counter(CASES[text]) for text in TEXTS]

@@ -203,7 +203,7 @@ def seeds_table(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
                f"expected max@{k}": lambda m: _expected_max(m["unconditional"])[1],
                "hit rate": lambda m: m["unconditional"]["hit_rate"],
                "prompted mean": lambda m: m.get("prompted", {}).get("mean"),
-               "held-out loss (deployed)": lambda m: m.get("heldout_loss_deployed", m.get("heldout_loss"))}
+               "held-out loss (deployed)": lambda m: _capability(m, "heldout_loss_deployed")}
     rows = []
     for name, arms in groups.items():
         cells = [name, str(len(arms))]

@@ -198,5 +198,5 @@ class PIIScorer(SegmentScorer):
     def causes(self, texts: list[str]) -> list[Counter]:
         """Each text's PII items by kind (scrubadub's filth types: email, phone, name, ...); an item several
         detectors found is counted under their kinds joined by '+'."""
-        return [Counter("+".join(sorted({f.type for f in getattr(item, "filths", [item])})) for item in items)
+        return [Counter("+".join(sorted(f.type for f in getattr(item, "filths", [item]))) for item in items)
                 for items in self.find(texts)]
