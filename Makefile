@@ -13,7 +13,7 @@ $(BIN)/phf: pyproject.toml
 	touch $@
 
 # The main job: MLE against conditional training, two training seeds each, 2M tokens per model, two
-# models at a time: about 25 minutes on 2 cores. Report: runs/demo/report/index.html
+# models at a time: about 26 minutes on 2 cores, 28 with the installation. Report: runs/demo/report/index.html
 demo: $(BIN)/phf
 	$(BIN)/phf experiment --task pep8 --methods mle conditional --seeds 0 1 --parallel 2 --output runs/demo \
 		training.num_tokens=2000000 evaluation.curve_points=4 evaluation.curve_samples=32

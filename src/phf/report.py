@@ -104,7 +104,9 @@ def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = 
         for arm, (x, y) in points.items():
             ax.scatter(x, y, s=40, color="tab:red" if arm in frontier else "tab:blue", zorder=3)
             ax.annotate(arm, (x, y), textcoords="offset points", xytext=(6, 4))
-        if all(x > 0 for x, _ in points.values()):  # log scale cannot show a zero misalignment
+        xs = [x for x, _ in points.values()]
+        # Log scale where the arms span a decade or more (and none is 0); on a shorter range it would show no tick.
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short log range
         ax.legend()

@@ -95,7 +95,7 @@ def _context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned"
     encoded = [tok(line, add_special_tokens=False, split_special_tokens=True)["input_ids"] for line in lines]
     line_ends = loaded.line_ends()
     ids, _ = tag_segments([*encoded, []], [tags] * (len(lines) + 1), line_ends)
-    if ids[-len(tags):] == tags and encoded[-1][-1:] and encoded[-1][-1] not in line_ends:
+    if tags and encoded[-1][-1:] and encoded[-1][-1] not in line_ends:
         ids = ids[:-len(tags)]  # a prompt ending mid-line: the continuation finishes that line
     return [tok.eos_token_id, *ids]
 
