@@ -52,9 +52,15 @@ def test_experiment_end_to_end_with_a_finetuning_arm_report_and_reuse(capsys, tm
     main(argv)
     out = capsys.readouterr().out
     assert "| mle |" in out and "| conditional |" in out and "| mle-then-conditional-0.5 |" in out
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    summary = json.loads((tmp_path / "results.json").read_text())
+    results = summary["results"]
     assert list(results) == ["mle", "conditional", "mle-then-conditional-0.5"]
     assert results["conditional"]["heldout_loss"] > 0 and "heldout_loss_tagged" in results["conditional"]
+    # the corpus's violations by code, read from the training split's files (the hand-made corpus's BAD ones)
+    corpus = summary["corpus_causes"]
+    assert corpus["documents"] > 0 and corpus["per_1000_chars"]["E231"] > 0
+    assert corpus == json.loads((tmp_path / "data" / "scored" / "causes.json").read_text())
+    assert "share beyond the corpus's rate of each cause" in out
     # the finetuning arm starts from the MLE arm at half the budget and ends at the same total
     assert results["mle-then-conditional-0.5"]["tokens_seen"] == results["mle"]["tokens_seen"] == 1024
     ft_log = (tmp_path / "mle-then-conditional-0.5" / "log.jsonl").read_text().splitlines()

@@ -34,6 +34,8 @@ def corpus_cause_rates(scorer, data_dir: Path, max_documents: int = CORPUS_DOCUM
     cache = Path(data_dir) / "scored" / "causes.json"
     if cache.exists():
         return json.loads(cache.read_text())
+    if scorer.causes([]) is None:  # a scorer without causes: nothing to read the corpus for
+        return None
     texts = read_scored(data_dir, "train", ["texts"])["texts"].to_pylist()
     picked = np.unique(np.linspace(0, len(texts) - 1, min(len(texts), max_documents)).round().astype(int))
     rates = cause_rates(scorer, ["".join(texts[i]) for i in picked])
