@@ -12,9 +12,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from phf.data.scoring import read_scored
+from phf.evaluation.heldout import evenly_spread
 
 CORPUS_DOCUMENTS = 400  # training documents the corpus rates are measured on, spread evenly over the split
 
@@ -36,9 +35,9 @@ def corpus_cause_rates(scorer, data_dir: Path, max_documents: int = CORPUS_DOCUM
         return json.loads(cache.read_text())
     if scorer.causes([]) is None:  # a scorer without causes: nothing to read the corpus for
         return None
-    texts = read_scored(data_dir, "train", ["texts"])["texts"].to_pylist()
-    picked = np.unique(np.linspace(0, len(texts) - 1, min(len(texts), max_documents)).round().astype(int))
-    rates = cause_rates(scorer, ["".join(texts[i]) for i in picked])
+    texts = read_scored(data_dir, "train", ["texts"])["texts"]
+    picked = evenly_spread(len(texts), max_documents)
+    rates = cause_rates(scorer, ["".join(segments) for segments in texts.take(picked).to_pylist()])
     if rates is not None:
         rates["documents"] = len(picked)
         cache.write_text(json.dumps(rates, indent=1))

@@ -12,6 +12,11 @@ from phf.data.packing import PackedBlocks
 from phf.objectives.nll import model_token_nll
 
 
+def evenly_spread(count: int, at_most: int) -> np.ndarray:
+    """At most `at_most` distinct indices of `count` items, spread evenly from the first to the last."""
+    return np.unique(np.linspace(0, count - 1, min(count, at_most)).round().astype(int))
+
+
 @torch.no_grad()
 def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int], aligned_threshold: float,
                  batch_size: int = 16, max_blocks: int | None = None) -> dict:
@@ -20,7 +25,7 @@ def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int]
     targets of aligned segments only (segment score <= aligned_threshold)."""
     data = PackedBlocks(packed_dir, block_size)
     # Blocks spread evenly over the split: its first blocks are a few files, whose style may be unusual.
-    picked = np.unique(np.linspace(0, len(data) - 1, min(len(data), max_blocks or len(data))).round().astype(int))
+    picked = evenly_spread(len(data), max_blocks or len(data))
     model.eval()
     sums = {"all": [0.0, 0], "aligned": [0.0, 0]}
     excluded = torch.tensor(sorted(exclude_ids), dtype=torch.long)
