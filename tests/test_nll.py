@@ -1,7 +1,6 @@
 """The chunked LM-head NLL against the plain path (logits, then F.cross_entropy in fp32), in fp32 and under
 bf16 autocast: the per-token NLL, and the gradients of every objective's loss through a tiny GPT-2."""
 
-import math
 
 import pytest
 import torch

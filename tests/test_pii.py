@@ -11,10 +11,9 @@ from phf.scorers.pii import (
     NER_PIECE_CHARS,
     PIIScorer,
     SpacyNameDetector,
-    _pieces,
     merge_overlaps,
 )
-from phf.scorers.segment import Segmenter
+from phf.scorers.segment import Segmenter, pieces
 
 # sentence -> PII items by type; an item where detectors overlap is typed "a+b" and counts once
 CASES = {
@@ -104,9 +103,9 @@ def test_a_name_in_a_long_text_is_found_where_it_is(scorer):
 
 
 def test_pieces_cut_after_spaces_and_join_back():
-    assert list(_pieces("ab cd ef gh", 4)) == [(0, "ab "), (3, "cd "), (6, "ef "), (9, "gh")]
-    assert list(_pieces("abcdefghij", 4)) == [(0, "abcd"), (4, "efgh"), (8, "ij")]
-    assert list(_pieces("", 4)) == []
+    assert list(pieces("ab cd ef gh", 4)) == [(0, "ab "), (3, "cd "), (6, "ef "), (9, "gh")]
+    assert list(pieces("abcdefghij", 4)) == [(0, "abcd"), (4, "efgh"), (8, "ij")]
+    assert list(pieces("", 4)) == []
 
 
 def test_missing_model_names_the_package_to_install(monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -34,8 +35,8 @@ def cmd_score(a) -> None:
     if a.merge:
         report = merge_scored(a.merge, a.data)
     else:
-        flags = {"data.corpus": a.corpus, "data.text_field": a.text_field, "scorer.name": a.scorer}
-        cfg = load_config(a.task, None, a.overrides + [f"{k}={v}" for k, v in flags.items() if v])
+        cfg = load_config(a.task, None, a.overrides,
+                          _flags(a, corpus="data.corpus", text_field="data.text_field", scorer="scorer.name"))
         index, _, parts = (a.shard or "0/1").partition("/")
         if not (index.isdigit() and parts.isdigit()):
             raise ValueError(f"--shard {a.shard!r}: expected i/N, e.g. 0/4")
@@ -48,11 +49,25 @@ def cmd_score(a) -> None:
 
 def cmd_train(a) -> None:
     from phf.config import load_config
+    from phf.training.run_folder import RunFolderInUse, last_checkpoint, step_of
     from phf.training.train import train
 
-    cfg = load_config(a.task, a.method, a.overrides + ([f"model.init_from={a.init_from}"] if a.init_from else []))
+    if a.resume and a.overwrite:
+        raise ValueError("--resume continues the run in the folder, --overwrite deletes it: choose one")
+    cfg = load_config(a.task, a.method, a.overrides, _flags(a, init_from="model.init_from"))
     output = a.output or Path("runs") / cfg.objective.name
-    model_dir = train(cfg, a.data, output, resume=a.resume)
+    again = "phf " + shlex.join(arg for arg in a.argv if arg not in ("--resume", "--overwrite"))
+    try:
+        model_dir = train(cfg, a.data, output, resume=a.resume, overwrite=a.overwrite)
+    except RunFolderInUse as e:
+        raise ValueError(f"{e}. `{again} --resume` continues it; `{again} --overwrite` deletes it and starts over; "
+                         "or choose another --output") from None
+    except KeyboardInterrupt:
+        checkpoint = last_checkpoint(output)
+        sys.exit(f"phf train: interrupted. {checkpoint} (step {step_of(checkpoint)}) is kept: `{again} --resume` "
+                 "continues from it" if checkpoint else
+                 f"phf train: interrupted before the first checkpoint (every training.save_steps="
+                 f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again")
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
         print(f"model saved in {model_dir}")
 
@@ -67,9 +82,7 @@ def cmd_sample(a) -> None:
     from phf.config import load_config
     from phf.sampling.generate import load_model, read_prompts, sample
 
-    if a.guidance is not None:
-        a.overrides.append(f"sampling.guidance={a.guidance}")
-    cfg = load_config(a.task, None, a.overrides)
+    cfg = load_config(a.task, None, a.overrides, _flags(a, guidance="sampling.guidance"))
     loaded = load_model(a.model)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
     lines = [json.dumps({"prompt": p, "text": t}) + "\n" for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts))]
@@ -79,31 +92,33 @@ def cmd_sample(a) -> None:
         sys.stdout.writelines(lines)
 
 
-def _trained_config(model: str, overrides: list[str]):
-    """The config the model was trained with (config.yaml beside its folder) with `overrides`; None if it has none."""
+def _flags(a, **keys: str) -> dict:
+    """Config values set by flags (argument name -> section.key), the ones given: taken literally, never read as
+    YAML, so a path like `runs/a: b` or `null` stays that path."""
+    return {key: getattr(a, name) for name, key in keys.items() if getattr(a, name) is not None}
+
+
+def _trained_config(model: str, overrides: list[str], values: dict):
+    """The config the model was trained with (config.yaml beside its folder) with `overrides` and `values`;
+    None if it has none."""
     import yaml
 
-    from phf.config import build_config, merge, parse_override
+    from phf.config import apply, build_config
 
     run_config = Path(model).parent / "config.yaml"
     if not run_config.exists():
         return None
-    raw = yaml.safe_load(run_config.read_text())
-    for text in overrides:
-        raw = merge(raw, parse_override(text))
-    return build_config(raw)
+    return build_config(apply(yaml.safe_load(run_config.read_text()), overrides, values))
 
 
 def cmd_evaluate(a) -> None:
     from phf.config import load_config
     from phf.evaluation.evaluate import evaluate
 
-    # The shorthands are overrides; the spec goes in as a JSON string, which YAML reads back unchanged.
-    shorthands = {"evaluation.kl_reference": json.dumps(a.kl_reference) if a.kl_reference else None,
-                  "evaluation.kl_samples": a.kl_samples, "sampling.guidance": a.guidance}
-    a.overrides += [f"{k}={v}" for k, v in shorthands.items() if v is not None]
-    cfg = (_trained_config(a.model, a.overrides) if a.method is None else None) \
-        or load_config(a.task, a.method or "mle", a.overrides)
+    values = _flags(a, kl_reference="evaluation.kl_reference", kl_samples="evaluation.kl_samples",
+                    guidance="sampling.guidance")
+    cfg = (_trained_config(a.model, a.overrides, values) if a.method is None else None) \
+        or load_config(a.task, a.method or "mle", a.overrides, values)
     output = a.output or Path(a.model).parent / "eval"
     metrics = evaluate(Path(a.model), cfg, output, a.data if a.data.exists() else None)
     print(json.dumps(metrics, indent=1))
@@ -117,10 +132,9 @@ def cmd_redteam(a) -> None:
     from phf.sampling.generate import read_prompts
     from phf.scorers import get_scorer
 
-    if a.red_lm:  # a shorthand of the override; the spec goes in as a JSON string, which YAML reads back unchanged
-        a.overrides.append(f"redteam.red_lm={json.dumps(a.red_lm)}")
+    values = _flags(a, red_lm="redteam.red_lm")
     # the config the model was trained with: its task's scorer, prompts and sampling
-    cfg = _trained_config(a.model, a.overrides) or load_config(a.task, None, a.overrides)
+    cfg = _trained_config(a.model, a.overrides, values) or load_config(a.task, None, a.overrides, values)
     Template.load(template_path(cfg))  # a bad template is reported before any model is loaded
     if not (a.prompts or cfg.evaluation.prompts):
         raise ValueError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
@@ -137,8 +151,8 @@ def cmd_experiment(a) -> None:
     from phf.experiment import run_experiment
 
     methods = a.methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
-    overrides = a.overrides + ([f"data.corpus={a.corpus}"] if a.corpus else [])
-    run_experiment(a.task, methods, a.output, overrides, a.parallel, a.seeds, a.finetune, a.kl_reference, a.redteam)
+    run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.kl_reference, a.redteam,
+                   values=_flags(a, corpus="data.corpus"))
 
 
 def cmd_serve(a) -> None:
@@ -199,7 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "effective batch: see docs/distributed.md.")
     _data_arg(p)
     p.add_argument("--output", type=Path, help="run folder (default: runs/<objective>)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last complete checkpoint in the run folder (refused if the config would "
+                        "train another model: the keys that differ are named)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds checkpoints or a model, deleting them (without "
+                        "--resume or --overwrite such a folder is refused, never overwritten)")
     p.add_argument("--init-from", help="start from this phf or HF checkpoint (finetuning); the token budget counts "
                                        "the tokens it was trained on")
     _config_args(p)
@@ -304,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # to print the command that resumes
     from phf.config import ConfigError
     from phf.data.corpus import CorpusError
     from phf.lm import LMError
@@ -314,8 +335,10 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except (ConfigError, CorpusError, FileNotFoundError, ValueError, ScorerUnavailable, LMError) as e:
         sys.exit(f"phf {args.command}: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(f"phf {args.command}: interrupted (finished work is kept; run the same command again to resume)")
+    except KeyboardInterrupt:  # (phf train says what it kept itself)
+        resumes = args.command in ("score", "experiment")
+        sys.exit(f"phf {args.command}: interrupted" + (" (finished work is kept; run the same command again to "
+                                                        "resume)" if resumes else ""))
 
 
 if __name__ == "__main__":

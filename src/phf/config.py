@@ -10,6 +10,7 @@ is allowed.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -25,8 +26,14 @@ class ConfigError(ValueError):
     """A configuration problem, phrased for the user."""
 
 
+# Marks a field that changes how a run goes (threads, logging, checkpoints), not the model it trains: it may
+# differ when a run resumes, and arms of an experiment that differ only in such fields train the same model.
+RUN_ONLY = {"run_only": True}
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # A NaN threshold would tag every segment aligned, an infinite learning rate would train NaN: refused.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -55,8 +62,8 @@ class ScorerConfig(Section):
     model: str | None = Field(None, description="detoxify: original, unbiased or a checkpoint file; classifier: a model folder or hub name.")
     label: str | None = Field(None, description="classifier: the label whose probability is the score (default: the label named like 'toxic', else the last).")
     segmenter: Literal["sentences", "lines"] = Field("sentences", description="Segments of every scorer but pep8 (which scores lines): spaCy's rule-based sentences, or lines.")
-    batch_size: int = Field(256, gt=0, description="Segments scored per call of the scorer.")
-    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.")
+    batch_size: int = Field(256, gt=0, description="Segments scored per call of the scorer.", json_schema_extra=RUN_ONLY)
+    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.", json_schema_extra=RUN_ONLY)
     shard_size: int = Field(64, gt=0, description="Documents per output shard; a killed run resumes at shard granularity.")
     attributes: list[str] = Field([], description="More attributes scored on the same segments as scorer.name, one score each per segment (built-in names or module:function, with their default settings). Conditional training tags every attribute (objective.attribute_thresholds); evaluation reports each attribute's misalignment.")
 
@@ -110,9 +117,11 @@ class ObjectiveConfig(Section):
     def _number_or_percentile(cls, v):
         if isinstance(v, str) and not PERCENTILE.match(v):
             try:
-                return float(v)
+                v = float(v)
             except ValueError:
                 raise ValueError(f"expected a number or a percentile like 'p95', got {v!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"expected a finite number or a percentile like 'p95', got {v!r}")
         return v
 
     @field_validator("attribute_thresholds")
@@ -131,13 +140,13 @@ class TrainingConfig(Section):
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field("cosine", description="Decay after warm-up.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast; auto = on where the device computes bf16 natively.")
-    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default.")
-    save_steps: int = Field(200, gt=0, description="Save a resumable checkpoint every N optimiser steps.")
-    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.")
-    logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).")
-    report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' Trainer (tensorboard, wandb, ...).")
+    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default.", json_schema_extra=RUN_ONLY)
+    save_steps: int = Field(200, gt=0, description="Save a resumable checkpoint every N optimiser steps.", json_schema_extra=RUN_ONLY)
+    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.", json_schema_extra=RUN_ONLY)
+    logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).", json_schema_extra=RUN_ONLY)
+    report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' Trainer (tensorboard, wandb, ...).", json_schema_extra=RUN_ONLY)
     seed: int = Field(0, description="Seed for initialisation, data order and control-token dropping.")
-    snapshot_at: list[float] = Field([], description="Also save the model at these fractions of the steps, as snapshot-<fraction>/ (starts for finetuning comparisons).")
+    snapshot_at: list[float] = Field([], description="Also save the model at these fractions of the steps, as snapshot-<fraction>/ (starts for finetuning comparisons).", json_schema_extra=RUN_ONLY)
 
     @field_validator("snapshot_at")
     @classmethod
@@ -211,6 +220,18 @@ class Config(Section):
         return self
 
 
+def training_settings(cfg: Config) -> dict:
+    """What decides the trained model: every section but evaluation, sampling and red teaming, less the fields
+    marked RUN_ONLY, as dotted keys."""
+    settings = {}
+    for name in ("data", "scorer", "tokenizer", "model", "objective", "training"):
+        section = getattr(cfg, name)
+        for key, value in section.model_dump().items():
+            if not (type(section).model_fields[key].json_schema_extra or {}).get("run_only"):
+                settings[f"{name}.{key}"] = value
+    return settings
+
+
 def _recipe(task: str, name: str) -> Path:
     """A recipe by path, or by name beside the task's YAML (shipped tasks: `phf/configs/<task>/`)."""
     if Path(name).suffix in (".yaml", ".yml"):
@@ -249,15 +270,27 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def parse_override(text: str) -> dict:
-    """`training.learning_rate=3e-4` -> {"training": {"learning_rate": "3e-4"}} (values parsed as YAML)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} is not of the form section.key=value")
-    value = yaml.safe_load(raw) if raw else None
+def dotted(key: str, value) -> dict:
+    """`("training.seed", 1)` -> {"training": {"seed": 1}}: a value set as it is, never parsed (a path stays a path)."""
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"{key!r} is not a key of the form section.key")
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
+
+
+def parse_override(text: str) -> dict:
+    """`training.learning_rate=3e-4` -> {"training": {"learning_rate": 3e-4}} (the value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); quote it, "
+                          f"e.g. {key}='{raw}'") from None
+    return dotted(key, value)
 
 
 def _explain(err: ValidationError) -> str:
@@ -283,13 +316,22 @@ def build_config(raw: dict) -> Config:
         raise ConfigError(f"invalid config: {_explain(e)}") from None
 
 
-def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = ()) -> Config:
+def apply(raw: dict, overrides: list[str] = (), values: dict | None = None) -> dict:
+    """`raw` with the `overrides` (section.key=value texts, the value read as YAML), then `values` (section.key
+    -> a value taken literally: what command-line flags set, so a path named `null` or holding ': ' stays that path)."""
+    for text in overrides:
+        raw = merge(raw, parse_override(text))
+    for key, value in (values or {}).items():
+        raw = merge(raw, dotted(key, value))
+    return raw
+
+
+def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = (),
+                values: dict | None = None) -> Config:
     raw = _read_yaml(_recipe(task, "task"))
     if method:
         raw = merge(raw, _read_yaml(_recipe(task, method)))
-    for text in overrides:
-        raw = merge(raw, parse_override(text))
-    return build_config(raw)
+    return build_config(apply(raw, overrides, values))
 
 
 PAPER_ORDER = ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"]

@@ -26,9 +26,11 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from phf.config import Config, ConfigError, build_config, load_config
+from phf.config import Config, ConfigError, load_config, training_settings
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.scoring import score_corpus
+from phf.processes import exit_with_parent
+from phf.training.run_folder import check_same_training
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Arm:
 
 
 def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
-              seeds: list[int] | None = None, finetune: list[str] = ()) -> list[Arm]:
+              seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None) -> list[Arm]:
     """Arms for methods x seeds, plus finetuning arms "METHOD@FRACTION": MLE for FRACTION of the
     budget (a snapshot of the seed's MLE arm, which is added if missing), then METHOD to the end.
     Arms whose methods train the same model (e.g. conditional, and conditional sampled with guidance)
@@ -48,10 +50,10 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
     arms: dict[str, Arm] = {}
     for seed in seeds or [None]:
         suffix = "" if seed is None or len(seeds) == 1 else f"-seed{seed}"
-        seed_override = [] if seed is None else [f"training.seed={seed}"]
+        seeded = {**(values or {}), **({} if seed is None else {"training.seed": seed})}
         wanted = list(methods) + (["mle"] if finetune and "mle" not in methods else [])
         for method in wanted:
-            arms[method + suffix] = Arm(method + suffix, load_config(task, method, [*overrides, *seed_override]))
+            arms[method + suffix] = Arm(method + suffix, load_config(task, method, overrides, seeded))
         for spec in finetune:
             method, _, fraction = spec.partition("@")
             try:
@@ -65,7 +67,7 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
             base.cfg.training.snapshot_at = sorted({*base.cfg.training.snapshot_at, fraction})
             snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
             name = f"mle-then-{method}-{fraction:g}{suffix}"
-            cfg = load_config(task, method, [*overrides, *seed_override, f"model.init_from={snapshot}"])
+            cfg = load_config(task, method, overrides, {**seeded, "model.init_from": str(snapshot)})
             arms[name] = Arm(name, cfg, starts_from=base.name)
     # The arms share one scored corpus, so each is scored, and evaluated, on every attribute any arm tags.
     attributes = list(dict.fromkeys(a for arm in arms.values() for a in arm.cfg.scorer.attributes))
@@ -76,7 +78,7 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
                           "share one scored corpus: set the scorer in the task or as an override")
     trained_by: dict[str, str] = {}  # an arm that would train the same model as an earlier one evaluates that model
     for arm in arms.values():
-        key = json.dumps(_training_part(arm.cfg.model_dump()), sort_keys=True, default=str)
+        key = json.dumps(training_settings(arm.cfg), sort_keys=True, default=str)
         if key in trained_by:
             arm.model_of = trained_by[key]
         else:
@@ -84,23 +86,8 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
     return list(arms.values())
 
 
-def _training_part(config: dict) -> dict:
-    """What decides the trained model: the config less evaluation, sampling, threads and extra snapshots."""
-    training = {k: v for k, v in config["training"].items() if k not in ("num_threads", "snapshot_at")}
-    return {**{k: v for k, v in config.items() if k not in ("evaluation", "sampling", "redteam")}, "training": training}
-
-
 def _evaluation_part(config: dict) -> dict:
     return {"evaluation": config["evaluation"], "sampling": config["sampling"]}
-
-
-def _check_trained_with(cfg: Config, run_dir: Path) -> None:
-    """Refuse a run folder whose model was trained with another config (evaluation settings may differ)."""
-    config_path = run_dir / "config.yaml"
-    if config_path.exists():  # through build_config: fields added since then take their defaults
-        trained = build_config(yaml.safe_load(config_path.read_text())).model_dump()
-        if _training_part(trained) != _training_part(cfg.model_dump()):
-            raise ValueError(f"{run_dir} was trained with another config; remove it or choose another --output")
 
 
 def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = None,
@@ -115,7 +102,7 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
     wanted = cfg.model_dump()
     own_model = model_dir is None
     if own_model:
-        _check_trained_with(cfg, run_dir)
+        check_same_training(cfg, run_dir)  # evaluation settings may differ
     if eval_config_path.exists() and yaml.safe_load(eval_config_path.read_text()) == _evaluation_part(wanted):
         return json.loads((run_dir / "eval" / "metrics.json").read_text())
     with ExitStack() as stack:
@@ -146,7 +133,8 @@ def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: 
     print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, {threads} threads each; "
           f"logs in {out_dir}/<arm>/output.log")
     budget = sum(a.cfg.training.num_tokens for a in arms if not a.model_of)
-    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool, \
+    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool, \
             tqdm(total=budget, desc="training" if budget else "evaluating", unit="tok", unit_scale=True) as bar:
         futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name, out_dir / a.name / "output.log",
                                        _model_of(a, out_dir)) for a in arms}
@@ -173,7 +161,7 @@ def train_reference(cfg: Config, data_dir: Path, run_dir: Path) -> Path:
     from phf.training.train import MODEL_DIR, PHF_INFO, train
 
     model_dir = run_dir / MODEL_DIR
-    _check_trained_with(cfg, run_dir)
+    check_same_training(cfg, run_dir)
     if not (model_dir / PHF_INFO).exists():
         print(f"training the KL reference ({REFERENCE_ARM}: MLE on {cfg.training.num_tokens:,} tokens) in {run_dir}")
         train(cfg, data_dir, run_dir, resume=True)
@@ -208,12 +196,12 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
 
 def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (), parallel: int = 1,
                    seeds: list[int] | None = None, finetune: list[str] = (), kl_reference: str | None = None,
-                   redteam: bool = False) -> dict:
+                   redteam: bool = False, values: dict | None = None) -> dict:
     """With `kl_reference` (a model spec, or "longer-mle": an MLE arm on twice the budget, trained first), every
     arm is also evaluated by KL from that reference; with `redteam`, every arm is red-teamed by the same red LM
-    (redteam.red_lm, else the reference, else the MLE arm)."""
+    (redteam.red_lm, else the reference, else the MLE arm). `values` are config values set literally (flags)."""
     out_dir = Path(out_dir)
-    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune)  # every config is checked before any work
+    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values)  # every config is checked before any work
     base = arms[0].cfg
     if redteam and not base.evaluation.prompts:
         raise ConfigError("red teaming needs seed prompts: set evaluation.prompts")
@@ -225,7 +213,8 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     for arm in arms:  # shared inputs are prepared once, before arms run side by side
         prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
     if kl_reference == LONGER_MLE:
-        reference_cfg = load_config(task, "mle", [*overrides, f"training.num_tokens={2 * base.training.num_tokens}"])
+        reference_cfg = load_config(task, "mle", overrides,
+                                    {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens})
         kl_reference = str(train_reference(reference_cfg, data_dir, out_dir / REFERENCE_ARM))
     for arm in arms:
         arm.cfg.evaluation.kl_reference = kl_reference or arm.cfg.evaluation.kl_reference
@@ -251,7 +240,7 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     from phf.scorers import get_scorer
 
     summary = {"task": task, "scorer": base.scorer.name, "methods": methods, "arms": [a.name for a in arms],
-               "overrides": list(overrides), "kl_reference": kl_reference, "results": results,
+               "overrides": list(overrides), "values": values or {}, "kl_reference": kl_reference, "results": results,
                "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=1))

@@ -72,31 +72,37 @@ def record_from(doc_id: str, row, text_field: str) -> Record:
             return Record(doc_id, error=f"no {text_field!r} field (fields: {', '.join(map(str, row)) or 'none'}; "
                                         "choose one with data.text_field)")
         return Record(doc_id, error=f"field {text_field!r} is {type(text).__name__}, not text")
+    if SURROGATE.search(text):
+        return Record(doc_id, error="text holds a lone surrogate (an escape like \\udc80): not encodable as UTF-8")
     return Record(doc_id, text=text)
 
 
 def _prescored(doc_id: str, texts, scores) -> Record:
     ok = (isinstance(texts, list) and isinstance(scores, list) and texts and len(texts) == len(scores)
-          and all(isinstance(t, str) for t in texts)
+          and all(isinstance(t, str) and not SURROGATE.search(t) for t in texts)
           and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s == s for s in scores))
     if not ok:
         return Record(doc_id, error="'texts' and 'scores' must be non-empty lists of strings and numbers of the same length")
     return Record(doc_id, texts=texts, scores=[float(s) for s in scores])
 
 
+# Bytes that are not UTF-8 are read as lone surrogates (errors="surrogateescape"), which no valid UTF-8 text
+# holds: one bad byte costs the record that holds it, found by this pattern, and the rest of the file is read.
+NOT_UTF8 = re.compile("[\udc80-\udcff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # also what a JSON escape like "\\udc80" gives: not encodable text
+
+
+def _open(path: Path, newline: str | None = None):
+    return open(path, encoding="utf-8", errors="surrogateescape", newline=newline)
+
+
 def read_jsonl(path: Path, name: str, text_field: str) -> Iterator[Record]:
-    with open(path, encoding="utf-8", errors="strict") as f:
-        line_number = 0
-        while True:
-            doc_id = f"{name}:{line_number + 1}"
-            try:
-                line = f.readline()
-            except UnicodeDecodeError:  # the rest of the file cannot be read as text
-                yield Record(doc_id, error="not UTF-8 (the rest of the file is skipped)")
-                return
-            if not line:
-                return
-            line_number += 1
+    with _open(path) as f:
+        for line_number, line in enumerate(f, 1):
+            doc_id = f"{name}:{line_number}"
+            if NOT_UTF8.search(line):
+                yield Record(doc_id, error="not UTF-8")
+                continue
             if not line.strip():
                 continue
             try:
@@ -110,48 +116,68 @@ def read_jsonl(path: Path, name: str, text_field: str) -> Iterator[Record]:
 def read_json(path: Path, name: str, text_field: str) -> Iterator[Record]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorpusError(f"{path}: not a valid UTF-8 JSON file ({e}); for one record per line use .jsonl") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # one record: the whole file
+        yield Record(name, error=f"not a valid UTF-8 JSON file ({e}); for one record per line use .jsonl")
+        return
     if not isinstance(rows, list):
-        raise CorpusError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        yield Record(name, error=f"expected a JSON list of records, got {type(rows).__name__}")
+        return
     for i, row in enumerate(rows):
         yield record_from(f"{name}#{i}", row, text_field)
 
 
 def read_csv(path: Path, name: str, text_field: str) -> Iterator[Record]:
-    with open(path, encoding="utf-8", newline="") as f:
+    with _open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or text_field not in reader.fieldnames:
-            raise CorpusError(f"{path}: no column {text_field!r} (columns: {', '.join(reader.fieldnames or [])}); "
-                              "choose one with data.text_field")
+        try:
+            fields = reader.fieldnames
+        except csv.Error as e:
+            fields, problem = None, f"unreadable CSV header ({e})"
+        else:
+            problem = None if fields is not None and text_field in fields else \
+                f"no column {text_field!r} (columns: {', '.join(fields or [])}); choose one with data.text_field"
+        if problem:
+            yield Record(name, error=problem)
+            return
         start = 2
         try:
             for row in reader:
                 doc_id = f"{name}:{start}"
                 start = reader.line_num + 1
                 if None in row:  # more cells than the header
-                    yield Record(doc_id, error=f"{len(row[None])} more cells than the header's {len(reader.fieldnames)}")
+                    yield Record(doc_id, error=f"{len(row[None])} more cells than the header's {len(fields)}")
                 elif row[text_field] is None:
                     yield Record(doc_id, error=f"fewer cells than the header; no {text_field!r}")
+                elif NOT_UTF8.search(row[text_field]):
+                    yield Record(doc_id, error="not UTF-8")
                 else:
                     yield Record(doc_id, text=row[text_field])
-        except (csv.Error, UnicodeDecodeError) as e:
+        except csv.Error as e:  # e.g. a NUL byte: the reader cannot go on
             yield Record(f"{name}:{start}", error=f"unreadable CSV ({e}); the rest of the file is skipped")
 
 
 def read_parquet(path: Path, name: str, text_field: str) -> Iterator[Record]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        yield Record(name, error=f"not a readable Parquet file ({e})")
+        return
     fields = file.schema_arrow.names
     columns = ["texts", "scores"] if {"texts", "scores"} <= set(fields) else [text_field]
     if columns == [text_field] and text_field not in fields:
-        raise CorpusError(f"{path}: no column {text_field!r} (columns: {', '.join(fields)}); choose one with data.text_field")
+        yield Record(name, error=f"no column {text_field!r} (columns: {', '.join(fields)}); choose one with data.text_field")
+        return
     row_number = 0
-    for batch in file.iter_batches(1024, columns=columns):
-        for row in batch.to_pylist():
-            yield record_from(f"{name}#{row_number}", row, text_field)
-            row_number += 1
+    try:
+        for batch in file.iter_batches(1024, columns=columns):
+            for row in batch.to_pylist():
+                yield record_from(f"{name}#{row_number}", row, text_field)
+                row_number += 1
+    except (pa.ArrowException, OSError) as e:
+        yield Record(f"{name}#{row_number}", error=f"unreadable Parquet ({e}); the rest of the file is skipped")
 
 
 def read_document(path: Path, name: str) -> Iterator[Record]:
@@ -160,6 +186,8 @@ def read_document(path: Path, name: str) -> Iterator[Record]:
             yield Record(name, text=f.read())
     except UnicodeDecodeError:
         yield Record(name, error="not UTF-8")
+    except OSError as e:
+        yield Record(name, error=f"unreadable ({e.strerror or e})")
 
 
 READERS = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_csv, ".parquet": read_parquet}
@@ -174,8 +202,8 @@ def read_hub(name: str, split: str, subset: str | None, text_field: str) -> Iter
         for i, row in enumerate(stream):
             yield record_from(f"{name}#{i}", row, text_field)
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as e:
-        raise CorpusError(f"cannot load the Hugging Face dataset {name!r} (split {split!r}): {e}. "
-                          "Offline, pass a local file or folder as the corpus.") from e
+        raise CorpusError(f"{name!r} is no local file or folder, and cannot be loaded as a Hugging Face dataset "
+                          f"(split {split!r}): {e}. Offline, pass a local file or folder as the corpus.") from e
 
 
 @dataclass
@@ -195,13 +223,19 @@ class Corpus:
                               "Hugging Face dataset name) or set data.corpus; only the pep8 task has an embedded one")
         corpus = cls(data.corpus, data.text_field, tuple(data.suffixes), data.hub_split, data.hub_subset)
         if corpus.source != EMBEDDED and not Path(corpus.source).exists() and not corpus.is_hub:
-            raise CorpusError(f"corpus not found: {corpus.source}")
+            raise CorpusError(f"corpus not found: {corpus.source} is no file or folder (from {Path.cwd()})")
         return corpus
 
     @property
     def is_hub(self) -> bool:
-        return (self.source != EMBEDDED and not Path(self.source).exists() and bool(HUB_NAME.match(self.source))
-                and Path(self.source).suffix not in (*RECORD_SUFFIXES, *self.suffixes))
+        """A name, or owner/name, that is no local path and does not look like one: a relative path whose
+        first folder exists here, or one starting with . or ~, or with a file suffix, is a missing path."""
+        path = Path(self.source)
+        if self.source == EMBEDDED or path.exists() or not HUB_NAME.match(self.source):
+            return False
+        looks_local = (self.source.startswith((".", "~")) or path.suffix in (*RECORD_SUFFIXES, *self.suffixes, ".txt")
+                       or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
+        return not looks_local
 
     @property
     def root(self) -> Path:
@@ -241,4 +275,10 @@ class Corpus:
         for path in self.files():
             name = path.name if root.is_file() else path.relative_to(root).as_posix()
             reader = READERS.get(path.suffix)
-            yield from reader(path, name, self.text_field) if reader else read_document(path, name)
+            try:
+                for record in reader(path, name, self.text_field) if reader else read_document(path, name):
+                    if reader and record.doc_id == name and root.is_file():  # the whole corpus is unreadable
+                        raise CorpusError(f"{path}: {record.error}")
+                    yield record
+            except OSError as e:  # e.g. no permission: this file is skipped, named, and the others read
+                yield Record(name, error=f"unreadable ({e.strerror or e})")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 import pyarrow.parquet as pq
 import torch
 from tokenizers import Tokenizer
@@ -96,6 +97,14 @@ def pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: P
     if meta_path.exists():
         return json.loads(meta_path.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(out_dir / "lock"):  # two runs packing one stream at once: the second waits, then reuses it
+        if meta_path.exists():
+            return json.loads(meta_path.read_text())
+        return _pack(data_dir, split, tokenizer, transform, out_dir, batch_docs)
+
+
+def _pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: Path, batch_docs: int) -> dict:
+    meta_path = out_dir / "meta.json"
     dtype = np.uint16 if len(tokenizer) <= 2**16 else np.uint32
     eos = tokenizer.eos_token_id
     control = transform.control

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from phf.config import Config
 from phf.data.control import build_scheme, control_tokens
@@ -33,10 +35,18 @@ def prepare_tokenizer(cfg: Config, data_dir: Path):
     if cfg.tokenizer.pretrained:
         return load_tokenizer(cfg.tokenizer.pretrained, control_tokens(cfg)), cfg.tokenizer.pretrained
     out = Path(data_dir) / f"tokenizer-bpe{cfg.tokenizer.vocab_size}"
-    if not (out / "tokenizer.json").exists():
-        print(f"training a {cfg.tokenizer.vocab_size}-token byte-level BPE on the training split -> {out}")
-        train_bpe(training_texts(data_dir, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size, out)
+    # Two runs starting at once on a fresh data folder: one trains the tokenizer, the other waits for it.
+    with FileLock(Path(data_dir) / f"{out.name}.lock"):
+        if not (out / "tokenizer.json").exists():
+            print(f"training a {cfg.tokenizer.vocab_size}-token byte-level BPE on the training split -> {out}")
+            train_bpe(training_texts(data_dir, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size, out)
     return load_tokenizer(str(out), control_tokens(cfg)), str(out)
+
+
+def tokenizer_id_of(tokenizer) -> str:
+    """A name for a tokenizer that changes with its vocabulary, merges and added tokens: the packing cache key of
+    text tokenized by a model's own tokenizer."""
+    return "sha256:" + hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
 
 def train_transform(cfg: Config, data_dir: Path) -> Transform:
@@ -50,14 +60,16 @@ def train_transform(cfg: Config, data_dir: Path) -> Transform:
     return Transform()
 
 
-def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) -> dict[str, Path]:
+def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str,
+                   streams: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Packed streams (cached by transform), by name:
     train           the training split as the objective sees it;
     heldout         the held-out split as it is: never filtered, no control tokens, the same for every objective;
     heldout_tagged  conditional only: the held-out split with its true control tokens (none dropped);
     heldout_deployed  conditional only: the held-out split with the aligned tokens before every segment, as the
                     model is sampled (the deployed capability);
-    train_untagged  conditional with objective.cooldown_fraction: the training split without control tokens."""
+    train_untagged  conditional with objective.cooldown_fraction: the training split without control tokens.
+    `streams`: only those of these names (None: all)."""
     train = train_transform(cfg, data_dir)
     wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
     if train.control is not None:
@@ -67,6 +79,8 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str) ->
         wanted["train_untagged"] = ("train", Transform())
     dirs = {}
     for name, (split, transform) in wanted.items():
+        if streams is not None and name not in streams:
+            continue
         dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id)}"
         pack(data_dir, split, tokenizer, transform, dirs[name])
     return dirs

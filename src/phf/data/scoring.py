@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from phf.data.corpus import SPLITS, Corpus, CorpusError, Record, split_of
+from phf.processes import exit_with_parent
 from phf.scorers import UnscorableDocument, get_attribute_scorers, get_scorer
 
 SCHEMA = pa.schema([
@@ -49,8 +50,9 @@ _scorer = None
 _attribute_scorers = {}
 
 
-def _init_worker(scorer_config, threads: int) -> None:
+def _init_worker(scorer_config, threads: int, parent: int) -> None:
     global _scorer, _attribute_scorers
+    exit_with_parent(parent)
     # Each process gets its share of the cores (set before torch, spaCy or scikit-learn start their pools).
     os.environ["OMP_NUM_THREADS"] = str(threads)
     _scorer = get_scorer(scorer_config)
@@ -169,17 +171,17 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
             **data.model_dump(include={"text_field", "suffixes", "heldout_fraction", "max_documents"}),
             "scorer": scorer.model_dump(exclude={"num_workers", "batch_size"}), "parts": parts}
     info_path = out / "info.json"
-    if info_path.exists() and json.loads(info_path.read_text()) != info:
+    # A run that failed before finishing a shard left nothing to protect: a corrected run may start there.
+    if info_path.exists() and _read_info(info_path) != info and _finished_shards(out):
         raise ValueError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
                          "use another data folder or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    info_path.write_text(json.dumps(info, indent=1))
-    for split in SPLITS:
-        (out / split).mkdir(exist_ok=True)
-
     # A scorer that cannot load fails here, with its own message, not in a worker.
     get_scorer(scorer)
     get_attribute_scorers(scorer)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
+    for split in SPLITS:
+        (out / split).mkdir(exist_ok=True)
     workers = scorer.num_workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     pending = deque()
@@ -189,7 +191,7 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
             bar.update(written + len(skipped))
 
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(scorer, threads)) as pool:
+                                 initargs=(scorer, threads, os.getpid())) as pool:
             prefix = "shard-" if parts == 1 else f"shard-p{index:03d}of{parts:03d}-"
             for split, number, records in _shards(corpus, data, scorer.shard_size, part):
                 stem = out / split / f"{prefix}{number:05d}"
@@ -204,6 +206,17 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     (out / "parts").mkdir(exist_ok=True)
     (out / "parts" / f"{index}of{parts}.json").write_text(json.dumps({"part": index, "parts": parts}))
     return _finish(data_dir, check_splits=parts == 1)
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def _finished_shards(out: Path) -> list[Path]:
+    return [p for split in SPLITS for p in (out / split).glob("shard-*.json")]
 
 
 def _finish(data_dir: Path, check_splits: bool) -> dict:
@@ -260,10 +273,17 @@ def read_scored(data_dir: Path, split: str, columns: list[str] | None = None) ->
     return pq.read_table(scored_files(data_dir, split), columns=columns)
 
 
+def scored_info(data_dir: Path) -> dict:
+    """The corpus and scorer settings a scored folder was scored with."""
+    path = Path(data_dir) / "scored" / "info.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no scored data in {data_dir} ({path} missing); run `phf score` first")
+    return json.loads(path.read_text())
+
+
 def scored_attributes(data_dir: Path) -> list[str]:
     """The attributes of a scored folder, in the order of its `attribute_scores` (none: no such column)."""
-    info = json.loads((Path(data_dir) / "scored" / "info.json").read_text())
-    return info["scorer"].get("attributes", [])  # scored before attributes existed: none
+    return scored_info(data_dir)["scorer"].get("attributes", [])  # scored before attributes existed: none
 
 
 def scoring_report(data_dir: Path) -> dict:

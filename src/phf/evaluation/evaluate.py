@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from phf.config import Config
-from phf.data.prepare import prepare_packed, prepare_tokenizer
+from phf.data.prepare import prepare_packed, tokenizer_id_of
+from phf.data.scoring import scored_info
 from phf.data.control import control_ids
 from phf.evaluation.causes import cause_rates
 from phf.evaluation.diversity import diversity
@@ -20,18 +21,24 @@ from phf.sampling.generate import load_model, read_prompts, sample
 from phf.scorers import Segmenter, get_attribute_scorers, get_scorer
 
 
-def capability(model, cfg: Config, data_dir: Path) -> dict:
+def capability(loaded, cfg: Config, data_dir: Path) -> dict:
     """Held-out loss (nats per token, control tokens not counted) on the held-out text as it is (no control
     tokens: the same tokens for every objective) and on its aligned segments only; for conditional models also
     with the true tags, and as deployed: the aligned tags before every segment, as the model is sampled.
     `heldout_loss_deployed` is every model's loss as it is sampled (the plain one for unconditional models and
-    for sampling.tags=none): the capability the report plots against misalignment."""
-    tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
-    packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
+    for sampling.tags=none): the capability the report plots against misalignment. The text is tokenized by the
+    model's own tokenizer, whatever data folder it comes from; one scored with another scorer is refused."""
+    scored_with = scored_info(data_dir)["scorer"]["name"]
+    if scored_with != cfg.scorer.name:
+        raise ValueError(f"{data_dir} was scored with {scored_with!r}, the model's config uses {cfg.scorer.name!r}: "
+                         "its held-out scores and tags would mean something else; use a data folder of the task")
+    tokenizer = loaded.tokenizer
+    packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id_of(tokenizer),
+                            streams=("heldout", "heldout_tagged", "heldout_deployed"))
     ev, control = cfg.evaluation, control_ids(tokenizer, cfg)
 
     def loss(name: str) -> dict:
-        return heldout_loss(model, packed[name], cfg.model.block_size, control, ev.aligned_threshold,
+        return heldout_loss(loaded.model, packed[name], cfg.model.block_size, control, ev.aligned_threshold,
                             max_blocks=ev.heldout_blocks)
 
     plain = loss("heldout")
@@ -113,7 +120,7 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     if attribute_metrics:
         metrics["attributes"] = attribute_metrics
     if data_dir is not None:
-        metrics.update(capability(loaded.model, cfg, data_dir))
+        metrics.update(capability(loaded, cfg, data_dir))
     if ev.kl_reference:
         metrics.update(kl_capability(model_dir, cfg, kl_cache_dir or Path(data_dir or out_dir) / "kl-cache"))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from phf.config import SamplingConfig
 from phf.data.packing import tag_segments
 from phf.lm.base import LanguageModel, TextLogProb
-from phf.sampling.generate import LoadedModel, load_model, sample
+from phf.sampling.generate import LoadedModel, context_window, load_model, sample
 
 
 def _load(model: str) -> LoadedModel:
@@ -31,13 +31,6 @@ def _load(model: str) -> LoadedModel:
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"cannot load model {model!r}: no such folder, and the hub says: {e}") from None
     return LoadedModel(hf_model, tokenizer, {})
-
-
-def _context_window(config) -> int:
-    window = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-    if not window:
-        raise ValueError(f"cannot tell the context window of a {type(config).__name__}")
-    return window
 
 
 def windows(length: int, first: int, window: int) -> list[tuple[int, int, int]]:
@@ -60,7 +53,7 @@ class LocalLM(LanguageModel):
         self.name, self.guidance, self.tags = str(model), guidance, tags
         self.loaded = _load(str(model))
         self.batch_size = batch_size
-        self.window = _context_window(self.loaded.model.config)  # tokens per forward pass when scoring
+        self.window = context_window(self.loaded.model.config)  # tokens per forward pass when scoring
         tok = self.loaded.tokenizer
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if start is None:

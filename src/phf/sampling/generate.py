@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, SuppressTokensLogitsProcessor
 
@@ -47,16 +48,39 @@ class LoadedModel:
         return self.tokenizer.convert_tokens_to_ids(names)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")  # one of them: a tokenizer's vocabulary
+
+
 def load_model(model_dir: str | Path) -> LoadedModel:
     """A phf model folder (model + tokenizer + phf.json), or any HF causal LM folder (treated as unconditional)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no model in {model_dir} (config.json missing); train one with `phf train`")
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # eval: no dropout while sampling
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not any((model_dir / name).exists() for name in TOKENIZER_FILES):
+        # Without one, transformers may build a tokenizer with no vocabulary: empty samples, scored as aligned.
+        raise FileNotFoundError(f"no tokenizer in {model_dir} (none of {', '.join(TOKENIZER_FILES)}); save the "
+                                "tokenizer the model was trained with into that folder")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # eval: no dropout while sampling
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, unknown model
+        raise FileNotFoundError(f"cannot load the model in {model_dir}: {str(e).splitlines()[0]}") from None
     info_path = model_dir / PHF_INFO
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    try:
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    except ValueError as e:
+        raise ValueError(f"{info_path} is not valid JSON ({e}); it says how the model was trained") from None
+    context_window(model.config)  # a model whose positions phf cannot tell is refused here, not mid-sampling
     return LoadedModel(model, tokenizer, info)
+
+
+def context_window(config) -> int:
+    """Positions a model has (GPT-2 calls them n_positions, most others max_position_embeddings)."""
+    window = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if not window:
+        raise ValueError(f"cannot tell the context window of a {type(config).__name__} (no n_positions or "
+                         "max_position_embeddings in its config.json)")
+    return window
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -118,10 +142,10 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     level = "aligned" if cfg.tags == "aligned" else None
     control, aligned = set(loaded.control("all")), set(loaded.control(level) if level else [])
     suppress = sorted(control - aligned)
-    room = model.config.n_positions - cfg.max_new_tokens  # context the model has positions for
+    room = context_window(model.config) - cfg.max_new_tokens  # context the model has positions for
     if room < 2:
         raise ValueError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
-                         f"model's {model.config.n_positions} positions")
+                         f"model's {context_window(model.config)} positions")
     sampler = NucleusSampler(cfg.temperature, cfg.top_p)
     torch.manual_seed(cfg.seed)
     texts = []

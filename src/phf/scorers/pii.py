@@ -45,7 +45,7 @@ from scrubadub.detectors.en_US import SocialSecurityNumberDetector
 from scrubadub.filth import AddressFilth, Filth, NameFilth
 
 from phf.scorers.base import ScorerUnavailable, SegmentScorer
-from phf.scorers.segment import Segmenter
+from phf.scorers.segment import Segmenter, pieces
 
 # spaCy's NER needs memory in proportion to the characters of a batch (2 to 3 GB for 1M characters;
 # texts over 1M are refused), and a Pile "sentence" without punctuation can be that long: long texts go
@@ -128,24 +128,15 @@ class SpacyNameDetector(Detector):
         yield from self.iter_filth_documents([text], [document_name])
 
     def iter_filth_documents(self, document_list: Sequence[str], document_names: Sequence) -> Iterator[Filth]:
-        pieces = [(name, offset, piece) for text, name in zip(document_list, document_names)
-                  for offset, piece in _pieces(text, NER_PIECE_CHARS)]
-        for batch in _batches(pieces, self.batch_size, NER_BATCH_CHARS):
+        cut = [(name, offset, piece) for text, name in zip(document_list, document_names)
+               for offset, piece in pieces(text, NER_PIECE_CHARS)]
+        for batch in _batches(cut, self.batch_size, NER_BATCH_CHARS):
             docs = self.nlp.pipe([piece for _, _, piece in batch], batch_size=len(batch))
             for (name, offset, _), doc in zip(batch, docs):
                 for ent in doc.ents:
                     if ent.label_ == "PERSON":
                         yield self.filth_cls(beg=offset + ent.start_char, end=offset + ent.end_char, text=ent.text,
                                              detector_name=self.name, document_name=name, locale=self.locale)
-
-
-def _pieces(text: str, size: int) -> Iterator[tuple[int, str]]:
-    """(offset, piece): `text` cut into pieces of at most `size` characters, after a space where there is one."""
-    start = 0
-    while start < len(text):
-        end = len(text) if len(text) - start <= size else text.rfind(" ", start + 1, start + size) + 1 or start + size
-        yield start, text[start:end]
-        start = end
 
 
 def _batches(pieces: list[tuple], size: int, max_chars: int) -> Iterator[list[tuple]]:

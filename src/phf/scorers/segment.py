@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import tokenize
-from typing import Literal
+from typing import Iterator, Literal
 
 SegmenterName = Literal["sentences", "lines"]
+# spaCy refuses a text longer than nlp.max_length (1,000,000 characters) and its memory grows with the length:
+# longer documents are split into sentences a piece at a time (a sentence across a cut becomes two segments).
+PIECE_CHARS = 100_000
 
 
 class Segmenter:
@@ -24,7 +27,18 @@ class Segmenter:
             # spaCy's rule-based sentencizer: punctuation rules, no model to download.
             self._nlp = spacy.blank("en")
             self._nlp.add_pipe("sentencizer")
-        return [sentences_of(text, doc) for text, doc in zip(texts, self._nlp.pipe(texts, batch_size=self.batch_size))]
+        cut = [[piece for _, piece in pieces(text, PIECE_CHARS)] or [text] for text in texts]
+        docs = iter(self._nlp.pipe((piece for parts in cut for piece in parts), batch_size=self.batch_size))
+        return [[s for piece in parts for s in sentences_of(piece, next(docs))] for parts in cut]
+
+
+def pieces(text: str, size: int) -> Iterator[tuple[int, str]]:
+    """(offset, piece): `text` cut into pieces of at most `size` characters, after a space where there is one."""
+    start = 0
+    while start < len(text):
+        end = len(text) if len(text) - start <= size else text.rfind(" ", start + 1, start + size) + 1 or start + size
+        yield start, text[start:end]
+        start = end
 
 
 def lines(text: str) -> list[str]:

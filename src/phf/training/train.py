@@ -19,10 +19,9 @@ from phf.data.control import control_info
 from phf.objectives import NEEDS_VALUE_HEAD, build_objective
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
-from phf.training.trainer import JsonlLogger, PHFTrainer, TokenProgress, last_checkpoint
-
-MODEL_DIR = "model"
-PHF_INFO = "phf.json"  # what sampling and evaluation need to know about a phf model
+from phf.training import run_folder
+from phf.training.run_folder import MODEL_DIR, PHF_INFO
+from phf.training.trainer import JsonlLogger, PHFTrainer, TokenProgress
 
 
 def tokens_seen_by(checkpoint: str | None) -> int:
@@ -131,19 +130,25 @@ class Snapshots(TrainerCallback):
                     self.info.write(folder, state.global_step)
 
 
-def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> Path:
-    """Train one model; returns the folder of the final model (HF format, with its tokenizer)."""
+def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train one model; returns the folder of the final model (HF format, with its tokenizer). A run folder
+    holding checkpoints or a model is continued with `resume` (refused if `cfg` would train another model),
+    started over with `overwrite`, else refused (run_folder.RunFolderInUse)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume and not overwrite and (run_dir / MODEL_DIR / PHF_INFO).exists():
+        run_folder.check_same_training(cfg, run_dir)
+        print(f"{run_dir} already holds the finished model; nothing to resume")
+        return run_dir / MODEL_DIR
     if t := cfg.training.num_threads:
         torch.set_num_threads(t)
     tokens_already = tokens_seen_by(cfg.model.init_from)  # finetuning: the budget counts them
     # Under torchrun / accelerate launch this joins the process group (gloo on CPU, NCCL on GPUs).
     args, tokens_per_step = training_arguments(cfg, run_dir, tokens_already)
     main = args.process_index == 0  # the one process that prints and writes files (as the Trainer does its own)
-    checkpoint = last_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None and main:
-        print(f"--resume: no checkpoint in {run_dir}, starting from scratch")
+    with args.main_process_first(local=False, desc="run folder"):  # the others read what the first left
+        checkpoint = run_folder.start(cfg, run_dir, resume, overwrite) if main \
+            else run_folder.last_checkpoint(run_dir) if resume and not overwrite else None
     # The first process trains the tokenizer and packs the data while the others wait, then they read
     # what it wrote (the data folder must be shared between nodes, like the run folder).
     with args.main_process_first(local=False, desc="tokenizer and packing"):
@@ -172,6 +177,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False) -> P
     info = InfoWriter({"objective": cfg.objective.name, "scorer": cfg.scorer.name, "conditional": conditional,
                        "init_from": cfg.model.init_from, **({"control_tokens": control_info(cfg)} if conditional else {})},
                       tokens_already, tokens_per_step)
+    if main and checkpoint and not (checkpoint / PHF_INFO).exists():  # stopped between the Trainer's save and ours
+        info.write(checkpoint, run_folder.step_of(checkpoint))
     trainer = PHFTrainer(
         model=model, args=args, train_dataset=dataset,
         objective=build_objective(cfg.objective, threshold), tokens_per_step=tokens_per_step,

@@ -87,9 +87,3 @@ class TokenProgress(ProgressCallback):
             if "tokens_per_second" in logs:
                 postfix["tok/s"] = f"{logs['tokens_per_second']:.0f}"
             self.training_bar.set_postfix(postfix)
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = sorted(Path(run_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return checkpoints[-1] if checkpoints else None
-

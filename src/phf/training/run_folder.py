@@ -1,0 +1,118 @@
+"""A training run's folder, and what a new `phf train` may do with it.
+
+    config.yaml      the config the run trains with (written when it starts)
+    log.jsonl        one JSON object per logged step
+    curve.jsonl      misalignment during training (evaluation.curve_points)
+    checkpoint-N/    resumable checkpoints of transformers' Trainer (the last training.save_total_limit)
+    snapshot-F/      the model at a fraction F of the steps (training.snapshot_at)
+    model/           the final model, with its tokenizer and phf.json
+
+Nothing here is overwritten silently: a folder with checkpoints or a model is resumed (`--resume`, which
+refuses a config that would train another model), or started over only when asked (`--overwrite`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from phf.config import Config, build_config, training_settings
+
+MODEL_DIR = "model"
+PHF_INFO = "phf.json"  # what sampling and evaluation need to know about a phf model
+LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
+
+
+class RunFolderInUse(ValueError):
+    """The run folder holds work that starting a new run there would overwrite."""
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    found = [p for p in Path(run_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last (after the weights, optimiser and RNG states): a checkpoint
+    without a readable one was cut off while saving."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The last complete checkpoint of a run folder (None: none)."""
+    return next((c for c in reversed(checkpoints(run_dir)) if is_complete(c)), None)
+
+
+def differing_settings(cfg: Config, run_dir: Path) -> dict[str, tuple]:
+    """The settings deciding the model in which `cfg` differs from the run's config.yaml: key -> (saved, new)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return {}
+    # Read through build_config: fields added to phf since then take their defaults.
+    saved, new = training_settings(build_config(yaml.safe_load(path.read_text()))), training_settings(cfg)
+    return {key: (saved.get(key), new.get(key)) for key in dict.fromkeys([*saved, *new]) if saved.get(key) != new.get(key)}
+
+
+def check_same_training(cfg: Config, run_dir: Path) -> None:
+    """Refuse to continue a run (or reuse its model) with a config that would train another model."""
+    if differences := differing_settings(cfg, run_dir):
+        listed = "; ".join(f"{key}: {saved!r} there, {new!r} now" for key, (saved, new) in differences.items())
+        raise ValueError(f"{run_dir} was trained with another config ({listed}); use the same settings, another "
+                         "output folder, or start over there")
+
+
+def start(cfg: Config, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Get the run folder ready; returns the checkpoint to resume from (None: from the start). Call in the
+    main process only."""
+    run_dir = Path(run_dir)
+    found, finished = checkpoints(run_dir), (run_dir / MODEL_DIR / PHF_INFO).exists()
+    if overwrite:
+        for path in [*found, *run_dir.glob("snapshot-*"), run_dir / MODEL_DIR]:
+            shutil.rmtree(path, ignore_errors=True)
+        for name in (*LOGS, "config.yaml"):
+            (run_dir / name).unlink(missing_ok=True)
+        return None
+    if not resume and (found or finished):
+        what = f"the finished model {run_dir / MODEL_DIR}" if finished else \
+            f"the checkpoints of an unfinished run (the last at step {step_of(found[-1])})"
+        raise RunFolderInUse(f"{run_dir} holds {what}")
+    if resume:
+        check_same_training(cfg, run_dir)
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    for partial in found:
+        if not is_complete(partial):  # cut off while saving: useless, and it would confuse checkpoint rotation
+            print(f"{partial} is incomplete (stopped while saving); removed"
+                  + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+            shutil.rmtree(partial)
+    if resume and checkpoint is None:
+        print(f"--resume: no complete checkpoint in {run_dir}, starting from scratch")
+    trim_logs(run_dir, step_of(checkpoint) if checkpoint else 0)
+    return checkpoint
+
+
+def trim_logs(run_dir: Path, step: int) -> None:
+    """Drop the log records past `step`: a run resumed from its checkpoint at `step` logs those steps again."""
+    for name in LOGS:
+        path = Path(run_dir) / name
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines(keepends=True)
+                    if line.strip() and _step(line) is not None and _step(line) <= step]
+            path.write_text("".join(kept))
+
+
+def _step(line: str) -> int | None:
+    try:
+        return json.loads(line).get("step")
+    except (ValueError, AttributeError):  # a line cut off by a kill: dropped
+        return None
