@@ -63,6 +63,7 @@ def cmd_train(a) -> None:
         raise ValueError(f"{e}. `{again} --resume` continues it; `{again} --overwrite` deletes it and starts over; "
                          "or choose another --output") from None
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # past the progress bar's line
         checkpoint = last_checkpoint(output)
         sys.exit(f"phf train: interrupted. {checkpoint} (step {step_of(checkpoint)}) is kept: `{again} --resume` "
                  "continues from it" if checkpoint else
@@ -159,6 +160,8 @@ def cmd_serve(a) -> None:
     from phf.lm import LocalLM
     from phf.lm.server import make_server
 
+    if not 0 <= a.port <= 65535:
+        raise ValueError(f"--port {a.port}: a port is a number from 0 to 65535 (0: any free one)")
     lm = LocalLM(a.model)
     try:
         server = make_server(lm, a.host, a.port)

@@ -127,6 +127,7 @@ def read_json(path: Path, name: str, text_field: str) -> Iterator[Record]:
 
 
 def read_csv(path: Path, name: str, text_field: str) -> Iterator[Record]:
+    csv.field_size_limit(2**31 - 1)  # a document may be longer than the csv module's 131,072-character default
     with _open(path, newline="") as f:
         reader = csv.DictReader(f)
         try:
@@ -140,20 +141,25 @@ def read_csv(path: Path, name: str, text_field: str) -> Iterator[Record]:
             yield Record(name, error=problem)
             return
         start = 2
-        try:
-            for row in reader:
-                doc_id = f"{name}:{start}"
+        while True:
+            doc_id = f"{name}:{start}"
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # a malformed row: the reader goes on at the next line
+                yield Record(doc_id, error=f"unreadable CSV row ({e})")
                 start = reader.line_num + 1
-                if None in row:  # more cells than the header
-                    yield Record(doc_id, error=f"{len(row[None])} more cells than the header's {len(fields)}")
-                elif row[text_field] is None:
-                    yield Record(doc_id, error=f"fewer cells than the header; no {text_field!r}")
-                elif NOT_UTF8.search(row[text_field]):
-                    yield Record(doc_id, error="not UTF-8")
-                else:
-                    yield Record(doc_id, text=row[text_field])
-        except csv.Error as e:  # e.g. a NUL byte: the reader cannot go on
-            yield Record(f"{name}:{start}", error=f"unreadable CSV ({e}); the rest of the file is skipped")
+                continue
+            start = reader.line_num + 1
+            if None in row:  # more cells than the header
+                yield Record(doc_id, error=f"{len(row[None])} more cells than the header's {len(fields)}")
+            elif row[text_field] is None:
+                yield Record(doc_id, error=f"fewer cells than the header; no {text_field!r}")
+            elif NOT_UTF8.search(row[text_field]):
+                yield Record(doc_id, error="not UTF-8")
+            else:
+                yield Record(doc_id, text=row[text_field])
 
 
 def read_parquet(path: Path, name: str, text_field: str) -> Iterator[Record]:

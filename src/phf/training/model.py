@@ -4,6 +4,7 @@ is grown to hold the control tokens."""
 from __future__ import annotations
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from phf.config import ModelConfig
@@ -16,8 +17,8 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
     if cfg.init_from:
         try:
             model = (GPT2WithValueHead if value_head else AutoModelForCausalLM).from_pretrained(cfg.init_from)
-        except OSError as e:
-            raise FileNotFoundError(f"cannot load model {cfg.init_from!r}: {e}") from None
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, ...
+            raise FileNotFoundError(f"cannot load model {cfg.init_from!r}: {str(e).splitlines()[0]}") from None
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             # New rows (the control tokens) start at the mean of the old embeddings plus tiny noise
             # (transformers' mean_resizing: N(mean, 1e-9 * covariance)), not at random scale (PHF.md, objective 3).

@@ -1,0 +1,394 @@
+"""Fault injection: runs killed at random points (also while saving), bad bytes, awkward paths, mismatched
+folders, non-finite settings. Nothing finished is lost; each bad input costs itself only, named, or stops the
+command with one line that names the problem."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from phf.config import ConfigError
+from phf.data.corpus import Corpus
+from phf.data.scoring import read_scored, score_corpus
+from phf.training.run_folder import last_checkpoint
+from phf.training.train import train
+from tests.conftest import TINY, scoring_config, tiny_config, write_corpus
+from tests.test_cli import error_of
+
+LONGER = ["training.num_tokens=6144", "training.save_steps=1"]  # 48 steps, a checkpoint at every one
+
+
+def phf(*argv) -> list[str]:
+    return [sys.executable, "-m", "phf.cli", *map(str, argv)]
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.01)
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    path = run_dir / "log.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["step"] for line in lines if '"loss"' in line]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in r}
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(model_dir / "model.safetensors")
+
+
+# --- losing finished work ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_training_killed_at_random_points_resumes_to_the_uninterrupted_run(seed, data_dir, tmp_path):
+    """SIGKILL at a random step of a run that saves every step (so kills land in saves too), twice, then
+    --resume: the logged losses and the final weights are those of a run never interrupted, each step once."""
+    cfg = tiny_config("mle", *LONGER)
+    straight = train(cfg, data_dir, tmp_path / "straight")
+    rng, run = random.Random(seed), tmp_path / "killed"
+    argv = ["train", "--data", data_dir, "--output", run, *TINY, *LONGER]
+    for kill_at in sorted(rng.sample(range(2, 40), 2)):
+        proc = subprocess.Popen(phf(*argv, *(["--resume"] if run.exists() else [])),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: max(logged_steps(run), default=0) >= kill_at or proc.poll() is not None, what="training")
+        time.sleep(rng.uniform(0, 0.05))
+        proc.kill()
+        proc.wait()
+    resumed = train(cfg, data_dir, run, resume=True)
+    assert logged_steps(run) == list(range(1, 49))  # each step logged once, in order
+    assert losses(run) == pytest.approx(losses(tmp_path / "straight"), rel=1e-5)
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_checkpoint_cut_off_while_saving_is_skipped_and_said(data_dir, tmp_path, capsys):
+    cfg = tiny_config("mle", "training.save_steps=2", "training.save_total_limit=5", "evaluation.curve_points=3",
+                      "evaluation.curve_samples=2")
+    train(cfg, data_dir, tmp_path / "straight")
+    run = tmp_path / "run"
+    train(cfg, data_dir, run)
+    # what a kill during the Trainer's save of step 8 leaves: weights cut off, no trainer_state.json
+    cut = run / "checkpoint-8"
+    (cut / "trainer_state.json").unlink()
+    (cut / "model.safetensors").write_bytes((cut / "model.safetensors").read_bytes()[:1000])
+    for name in ("model", "checkpoint-6"):  # the run was killed there: no final model, and step 6 never saved
+        import shutil
+        shutil.rmtree(run / name)
+    assert last_checkpoint(run).name == "checkpoint-4"
+    train(cfg, data_dir, run, resume=True)
+    out = capsys.readouterr().out
+    assert "checkpoint-8 is incomplete (stopped while saving); removed, resuming from checkpoint-4" in out
+    assert logged_steps(run) == list(range(1, 9))
+    curve = [json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()]
+    assert curve == [2, 4, 8]  # the point at step 8 is measured again, not twice
+    a, b = weights(tmp_path / "straight" / "model"), weights(run / "model")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_interrupted_training_says_what_is_kept_and_a_run_folder_is_never_overwritten(data_dir, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--data", data_dir, "--output", run, *TINY, *LONGER]
+    proc = subprocess.Popen(phf(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: max(logged_steps(run), default=0) >= 5, what="training")
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    said = [line for line in proc.communicate(timeout=60)[1].splitlines() if line.startswith("phf train:")]
+    assert len(said) == 1
+    last = said[0]
+    checkpoint = last_checkpoint(run)
+    assert proc.returncode == 1 and checkpoint is not None
+    assert last.startswith(f"phf train: interrupted. {checkpoint} (step {checkpoint.name.split('-')[1]}) is kept: "
+                           f"`phf train --data {data_dir} --output {run}") and last.endswith("--resume` continues from it")
+    kept = sorted(p.name for p in run.glob("checkpoint-*"))
+    # the same command again, without --resume: refused, with the commands that resume or start over
+    message = error_of([str(a) for a in argv])
+    assert f"{run} holds the checkpoints of an unfinished run" in message and "--resume` continues it" in message
+    assert "--overwrite` deletes it and starts over" in message
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == kept  # nothing deleted
+    # a finished run is refused too; --overwrite starts over
+    model_dir = train(tiny_config("mle", *LONGER), data_dir, run, resume=True)
+    assert "holds the finished model" in error_of([str(a) for a in argv])
+    assert "choose one" in error_of([str(a) for a in argv] + ["--resume", "--overwrite"])
+    train(tiny_config("mle"), data_dir, run, overwrite=True)
+    assert logged_steps(run) == list(range(1, 9)) and (model_dir / "phf.json").exists()
+
+
+def test_resume_with_settings_that_train_another_model_is_refused_naming_them(data_dir, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config("mle")
+    train(cfg, data_dir, run)
+    (run / "model" / "phf.json").unlink()  # as if killed before the end
+    saved = (run / "config.yaml").read_text()
+    for extra, named in ((["--method", "conditional"], "objective.name: 'mle' there, 'conditional' now"),
+                         (["model.n_embd=64"], "model.n_embd: 32 there, 64 now")):
+        message = error_of(["train", "--data", str(data_dir), "--output", str(run), "--resume", *TINY, *extra])
+        assert named in message
+    assert (run / "config.yaml").read_text() == saved  # left as it was
+    # what does not change the model may differ: threads, logging, checkpoints, evaluation
+    train(tiny_config("mle", "training.num_threads=1", "evaluation.num_samples=2"), data_dir, run, resume=True)
+
+
+# --- scoring killed ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_scoring_killed_leaves_no_worker_and_resumes_to_the_uninterrupted_result(sig, tmp_path):
+    root = write_corpus(tmp_path / "c", 160)
+    overrides = [f"data.corpus={root}", "data.heldout_fraction=0.25", "scorer.shard_size=2", "scorer.num_workers=2"]
+    score_corpus(scoring_config(root, "scorer.shard_size=2"), tmp_path / "straight")
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(phf("score", "--data", out, *overrides), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shards = lambda: list((out / "scored").glob("*/shard-*.json"))  # noqa: E731
+    wait_for(lambda: len(shards()) >= random.Random(int(sig)).randint(3, 20) or proc.poll() is not None, what="scoring")
+    workers = children_of(proc.pid)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10, what=f"workers {workers} still alive")
+    score_corpus(scoring_config(root, "scorer.shard_size=2"), out)
+    for split in ("train", "heldout"):
+        assert read_scored(out, split).to_pylist() == read_scored(tmp_path / "straight", split).to_pylist()
+
+
+def test_a_failed_scoring_run_does_not_block_the_corrected_one(tmp_path):
+    root = write_corpus(tmp_path / "c", 8)
+    with pytest.raises(Exception, match="no_such_module"):
+        score_corpus(scoring_config(root, "scorer.name=no_such_module:score"), tmp_path / "d")
+    score_corpus(scoring_config(root), tmp_path / "d")  # the same folder, the right scorer
+
+
+def test_two_trainings_on_a_fresh_data_folder_at_once(data_dir, tmp_path):
+    """They share the tokenizer and the held-out streams: one prepares them, the other waits and reuses them."""
+    import shutil
+
+    fresh = tmp_path / "data"
+    shutil.copytree(data_dir / "scored", fresh / "scored")
+    procs = [subprocess.Popen(phf("train", "--data", fresh, "--output", tmp_path / m, "--method", m, *TINY),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for m in ("mle", "conditional")]
+    for proc in procs:
+        assert proc.wait(timeout=180) == 0, proc.stderr.read()
+    assert (tmp_path / "mle" / "model" / "phf.json").exists() and (tmp_path / "conditional" / "model" / "phf.json").exists()
+
+
+# --- bad bytes and bad files --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("at", [0, 1, 5, 9])
+def test_a_bad_byte_costs_its_record_only_named_at_its_line(at, tmp_path):
+    lines = [json.dumps({"text": f"document {i}"}).encode() for i in range(10)]
+    lines[at] = lines[at].replace(b"document", b"docu\xffment")
+    (tmp_path / "c.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    rows = [f"row {i}".encode() for i in range(10)]
+    rows[at] = b"r\xc3(w"
+    (tmp_path / "c.csv").write_bytes(b"text\n" + b"\n".join(rows) + b"\n")
+    for name, first_line in (("c.jsonl", 1), ("c.csv", 2)):
+        records = list(Corpus(str(tmp_path / name), suffixes=(".jsonl", ".csv")).records())
+        bad = [r for r in records if r.error]
+        assert [(r.doc_id, r.error) for r in bad] == [(f"{name}:{at + first_line}", "not UTF-8")]
+        assert len([r for r in records if r.text]) == 9
+
+
+def test_a_csv_document_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    long = "x = 1\n" * 40_000  # 240,000 characters: over the csv module's default field limit
+    (tmp_path / "c.csv").write_text(f'text\nfirst\n"{long}"\nlast\n')
+    records = list(Corpus(str(tmp_path / "c.csv")).records())
+    assert [r.text for r in records if r.text] == ["first", long, "last"]
+
+
+def test_one_bad_file_in_a_folder_costs_that_file_only(tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "good.jsonl").write_text("".join(json.dumps({"text": f"A sentence number {i}."}) + "\n" for i in range(12)))
+    (root / "broken.json").write_text("[{\"text\": ")
+    (root / "columns.csv").write_text("tweet\nhello\n")
+    (root / "cut.parquet").write_bytes(b"PAR1 not really")
+    cfg = scoring_config(root, "data.suffixes=[.jsonl,.json,.csv,.parquet]")
+    report = score_corpus(cfg, tmp_path / "d")
+    skipped = dict(item for split in report.values() for item in split["skipped_documents"])
+    assert set(skipped) == {"broken.json", "columns.csv", "cut.parquet"}
+    assert "no column 'text'" in skipped["columns.csv"] and "Parquet" in skipped["cut.parquet"]
+    assert report["train"]["documents"] + report["heldout"]["documents"] == 12
+
+
+def test_a_document_longer_than_spacy_takes_is_split_into_sentences_in_pieces(tmp_path, monkeypatch):
+    import phf.scorers.segment as segment
+    from phf.scorers.segment import Segmenter
+
+    monkeypatch.setattr(segment, "PIECE_CHARS", 500)
+    segmenter = Segmenter("sentences")
+    segmenter.split_all(["Warm up."])
+    segmenter._nlp.max_length = 1000  # spaCy's limit is 1,000,000; the same refusal, at a size a test affords
+    text = "".join(f"Sentence {i} is here. " for i in range(300))
+    segments = segmenter.split_all([text])[0]
+    assert "".join(segments) == text and len(segments) >= 300 and max(map(len, segments)) <= 500
+
+
+def test_a_missing_relative_path_is_not_looked_up_on_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpora").mkdir()
+    for missing in ("corpora/tweets", "./tweets", "tweets.jsonl", "~/tweets", "a/b/c"):
+        started = time.monotonic()
+        assert "corpus not found: " + missing in error_of(["score", "--corpus", missing, "--data", "d"])
+        assert time.monotonic() - started < 5
+    assert Corpus("owner/dataset").is_hub and Corpus("dataset").is_hub
+
+
+# --- flags taken literally ----------------------------------------------------------------------------------
+
+AWKWARD = ["a #b", "x: y", "[z", "null", "yes", "123", "k=v", "{c}"]
+
+
+@pytest.mark.parametrize("name", AWKWARD)
+def test_every_shorthand_flag_takes_its_value_literally(name, tmp_path, monkeypatch):
+    import phf.data.scoring
+    import phf.evaluation.evaluate
+    import phf.experiment
+    import phf.lm
+    import phf.redteam
+    import phf.training.train
+    from phf.cli import main
+
+    seen = {}
+    monkeypatch.setattr(phf.data.scoring, "score_corpus", lambda cfg, *a: seen.setdefault("score", cfg) and {})
+    monkeypatch.setattr(phf.training.train, "train", lambda cfg, *a, **k: seen.setdefault("train", cfg))
+    monkeypatch.setattr(phf.evaluation.evaluate, "evaluate", lambda m, cfg, *a: seen.setdefault("evaluate", cfg) and {})
+    monkeypatch.setattr(phf.experiment, "run_experiment", lambda *a, values, **k: seen.setdefault("experiment", values))
+    monkeypatch.setattr(phf.lm, "load_lm", lambda spec, **k: spec)
+    monkeypatch.setattr(phf.redteam, "run_redteam", lambda target, red, scorer, cfg, *a: seen.setdefault("redteam", cfg))
+    monkeypatch.setattr(phf.redteam, "format_table", lambda result: "")
+    monkeypatch.chdir(tmp_path)
+    main(["score", "--corpus", name, "--text-field", name])
+    main(["train", "--init-from", name, "--output", "run"])
+    main(["evaluate", "--model", "m", "--kl-reference", name, "--output", "e"])
+    main(["redteam", "--model", "m", "--red-lm", name, "--task", "toxicity"])
+    main(["experiment", "--corpus", name, "--output", "x"])
+    assert seen["score"].data.corpus == seen["score"].data.text_field == name
+    assert seen["train"].model.init_from == name
+    assert seen["evaluate"].evaluation.kl_reference == name
+    assert seen["redteam"].redteam.red_lm == name
+    assert seen["experiment"] == {"data.corpus": name}
+
+
+def test_a_folder_with_an_awkward_name_is_the_one_scored(tmp_path, capsys):
+    from phf.cli import main
+
+    write_corpus(tmp_path / "x: y #z", 8)
+    write_corpus(tmp_path / "x", 4)  # what `x: y #z` read as YAML would have pointed near
+    main(["score", "--corpus", str(tmp_path / "x: y #z"), "--data", str(tmp_path / "d"), "scorer.num_workers=1",
+          "data.heldout_fraction=0.25"])
+    info = json.loads((tmp_path / "d" / "scored" / "info.json").read_text())
+    assert info["corpus"] == str((tmp_path / "x: y #z").resolve())
+    assert sum(read_scored(tmp_path / "d", s).num_rows for s in ("train", "heldout")) == 8
+
+
+# --- wrong numbers and tracebacks ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override", ["objective.threshold=nan", "objective.threshold=.nan", "training.learning_rate=inf",
+                                      "objective.beta=.inf", "sampling.top_p=nan", "objective.filter_threshold=-inf",
+                                      "objective.attribute_thresholds={pii: nan}"])
+def test_non_finite_values_are_config_errors(override):
+    from phf.config import load_config
+
+    with pytest.raises(ConfigError, match=override.split("=")[0].split(".")[1]):
+        load_config("toxicity", "conditional", ["scorer.attributes=[pii]", override])
+
+
+def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(data_dir, tmp_path):
+    from phf.evaluation.evaluate import evaluate
+
+    cfg = tiny_config("mle")
+    model_dir = train(cfg, data_dir, tmp_path / "run")
+    own = evaluate(model_dir, cfg, tmp_path / "own", data_dir)["heldout_loss"]
+    # the same scored corpus, in a folder whose tokenizer (by the name the config gives) is another one
+    import shutil
+
+    from phf.data.tokenizer import train_bpe
+
+    other = tmp_path / "other"
+    shutil.copytree(data_dir / "scored", other / "scored")
+    train_bpe(["Prose, not code: the other folder's tokenizer knows other words."] * 50, 300, other / "tokenizer-bpe300")
+    assert evaluate(model_dir, cfg, tmp_path / "on-other", other)["heldout_loss"] == pytest.approx(own, rel=1e-6)
+    nl = tmp_path / "nl"
+    (nl / "scored").mkdir(parents=True)
+    info = json.loads((data_dir / "scored" / "info.json").read_text())
+    (nl / "scored" / "info.json").write_text(json.dumps({**info, "scorer": {**info["scorer"], "name": "pii"}}))
+    with pytest.raises(ValueError, match="scored with 'pii', the model's config uses 'pep8'"):
+        evaluate(model_dir, cfg, tmp_path / "on-nl", nl)
+
+
+def test_broken_model_folders_and_bad_arguments_give_one_line(data_dir, tmp_path):
+    model_dir = train(tiny_config("mle"), data_dir, tmp_path / "run")
+    import shutil
+
+    def broken(name, damage):
+        folder = tmp_path / name
+        shutil.copytree(model_dir, folder)
+        damage(folder)
+        return str(folder)
+
+    no_tokenizer = broken("no-tokenizer", lambda f: [p.unlink() for p in f.glob("tokenizer*")])
+    assert "no tokenizer in" in error_of(["sample", "--model", no_tokenizer])
+    assert "no tokenizer in" in error_of(["evaluate", "--model", no_tokenizer])
+    no_weights = broken("no-weights", lambda f: (f / "model.safetensors").unlink())
+    assert "cannot load the model in" in error_of(["sample", "--model", no_weights])
+    cut = broken("cut", lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:500]))
+    assert "cannot load the model in" in error_of(["sample", "--model", cut])
+
+    assert "is not valid YAML" in error_of(["train", "training.report_to=["])
+    assert "0 to 65535" in error_of(["serve", "--model", str(model_dir), "--port", "99999"])
+    assert "cannot load model" in error_of(["train", "--init-from", no_weights, "--data", str(data_dir),
+                                           "--output", str(tmp_path / "ft"), *TINY, "training.num_tokens=2048"])
+
+
+def test_a_model_that_is_not_gpt2_samples_and_one_without_positions_is_named(data_dir, tmp_path):
+    """Positions come from the config, whatever the field is called (Llama: max_position_embeddings)."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from phf.cli import main
+    from phf.data.tokenizer import load_tokenizer
+    from phf.sampling.generate import context_window
+
+    tokenizer = load_tokenizer(str(data_dir / "tokenizer-bpe300")) if (data_dir / "tokenizer-bpe300").exists() else \
+        load_tokenizer(str(train(tiny_config("mle"), data_dir, tmp_path / "run")))
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64))
+    llama.save_pretrained(tmp_path / "llama")
+    tokenizer.save_pretrained(tmp_path / "llama")
+    main(["sample", "--model", str(tmp_path / "llama"), "-n", "2", "--output", str(tmp_path / "s.jsonl"), *TINY])
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match="cannot tell the context window of a SimpleNamespace"):
+        context_window(SimpleNamespace())
