@@ -148,7 +148,7 @@ def test_interrupted_training_says_what_is_kept_and_a_run_folder_is_never_overwr
     assert logged_steps(run) == list(range(1, 9)) and (model_dir / "phf.json").exists()
 
 
-def test_resume_with_settings_that_train_another_model_is_refused_naming_them(data_dir, tmp_path):
+def test_resume_with_settings_or_data_that_train_another_model_is_refused_naming_them(data_dir, corpus_dir, tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config("mle")
     train(cfg, data_dir, run)
@@ -159,6 +159,10 @@ def test_resume_with_settings_that_train_another_model_is_refused_naming_them(da
         message = error_of(["train", "--data", str(data_dir), "--output", str(run), "--resume", *TINY, *extra])
         assert named in message
     assert (run / "config.yaml").read_text() == saved  # left as it was
+    other = tmp_path / "other-data"  # the same corpus, split otherwise
+    score_corpus(scoring_config(corpus_dir, "data.heldout_fraction=0.5"), other)
+    message = error_of(["train", "--data", str(other), "--output", str(run), "--resume", *TINY])
+    assert f"{run} was trained on data scored otherwise than {other} (heldout_fraction differ" in message
     # what does not change the model may differ: threads, logging, checkpoints, evaluation
     train(tiny_config("mle", "training.num_threads=1", "evaluation.num_samples=2"), data_dir, run, resume=True)
 

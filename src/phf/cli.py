@@ -220,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the last complete checkpoint in the run folder (refused if the config would "
                         "train another model: the keys that differ are named)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start over in a run folder that holds checkpoints or a model, deleting them (without "
-                        "--resume or --overwrite such a folder is refused, never overwritten)")
+                   help="start over in a run folder that holds checkpoints or a model, deleting them, its logs, "
+                        "snapshots and evaluations (without --resume or --overwrite such a folder is refused, never "
+                        "overwritten)")
     p.add_argument("--init-from", help="start from this phf or HF checkpoint (finetuning); the token budget counts "
                                        "the tokens it was trained on")
     _config_args(p)

@@ -1,11 +1,13 @@
 """A training run's folder, and what a new `phf train` may do with it.
 
     config.yaml      the config the run trains with (written when it starts)
+    data.json        what the data folder was scored from and with (a resume must train on the same)
     log.jsonl        one JSON object per logged step
     curve.jsonl      misalignment during training (evaluation.curve_points)
     checkpoint-N/    resumable checkpoints of transformers' Trainer (the last training.save_total_limit)
     snapshot-F/      the model at a fraction F of the steps (training.snapshot_at)
     model/           the final model, with its tokenizer and phf.json
+    eval/, redteam/  `phf evaluate` and `phf redteam` of the model
 
 Nothing here is overwritten silently: a folder with checkpoints or a model is resumed (`--resume`, which
 refuses a config that would train another model), or started over only when asked (`--overwrite`).
@@ -20,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from phf.config import Config, build_config, training_settings
+from phf.data.scoring import scored_info
 
 MODEL_DIR = "model"
 PHF_INFO = "phf.json"  # what sampling and evaluation need to know about a phf model
@@ -72,16 +75,26 @@ def check_same_training(cfg: Config, run_dir: Path) -> None:
                          "output folder, or start over there")
 
 
-def start(cfg: Config, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+def check_same_data(data_dir: Path, run_dir: Path) -> None:
+    """Refuse to continue a run on a data folder scored from another corpus or with another scorer."""
+    path = Path(run_dir) / "data.json"
+    if path.exists() and (saved := json.loads(path.read_text())) != (now := scored_info(data_dir)):
+        differ = ", ".join(key for key in dict.fromkeys([*saved, *now]) if saved.get(key) != now.get(key))
+        raise ValueError(f"{run_dir} was trained on data scored otherwise than {data_dir} ({differ} differ: see "
+                         f"{path} and {Path(data_dir) / 'scored' / 'info.json'}); pass the run's own --data")
+
+
+def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
     """Get the run folder ready; returns the checkpoint to resume from (None: from the start). Call in the
     main process only."""
     run_dir = Path(run_dir)
     found, finished = checkpoints(run_dir), (run_dir / MODEL_DIR / PHF_INFO).exists()
-    if overwrite:
-        for path in [*found, *run_dir.glob("snapshot-*"), run_dir / MODEL_DIR]:
+    if overwrite:  # the evaluations of the old model go with it: they would describe a model no longer there
+        for path in [*found, *run_dir.glob("snapshot-*"), *(run_dir / name for name in (MODEL_DIR, "eval", "redteam"))]:
             shutil.rmtree(path, ignore_errors=True)
-        for name in (*LOGS, "config.yaml"):
+        for name in (*LOGS, "config.yaml", "data.json"):
             (run_dir / name).unlink(missing_ok=True)
+        _write_data_info(data_dir, run_dir)
         return None
     if not resume and (found or finished):
         what = f"the finished model {run_dir / MODEL_DIR}" if finished else \
@@ -89,6 +102,8 @@ def start(cfg: Config, run_dir: Path, resume: bool, overwrite: bool) -> Path | N
         raise RunFolderInUse(f"{run_dir} holds {what}")
     if resume:
         check_same_training(cfg, run_dir)
+        check_same_data(data_dir, run_dir)
+    _write_data_info(data_dir, run_dir)
     checkpoint = last_checkpoint(run_dir) if resume else None
     for partial in found:
         if not is_complete(partial):  # cut off while saving: useless, and it would confuse checkpoint rotation
@@ -99,6 +114,10 @@ def start(cfg: Config, run_dir: Path, resume: bool, overwrite: bool) -> Path | N
         print(f"--resume: no complete checkpoint in {run_dir}, starting from scratch")
     trim_logs(run_dir, step_of(checkpoint) if checkpoint else 0)
     return checkpoint
+
+
+def _write_data_info(data_dir: Path, run_dir: Path) -> None:
+    (Path(run_dir) / "data.json").write_text(json.dumps(scored_info(data_dir), indent=1))
 
 
 def trim_logs(run_dir: Path, step: int) -> None:

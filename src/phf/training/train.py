@@ -147,7 +147,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
     args, tokens_per_step = training_arguments(cfg, run_dir, tokens_already)
     main = args.process_index == 0  # the one process that prints and writes files (as the Trainer does its own)
     with args.main_process_first(local=False, desc="run folder"):  # the others read what the first left
-        checkpoint = run_folder.start(cfg, run_dir, resume, overwrite) if main \
+        checkpoint = run_folder.start(cfg, data_dir, run_dir, resume, overwrite) if main \
             else run_folder.last_checkpoint(run_dir) if resume and not overwrite else None
     # The first process trains the tokenizer and packs the data while the others wait, then they read
     # what it wrote (the data folder must be shared between nodes, like the run folder).
