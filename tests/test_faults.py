@@ -269,6 +269,11 @@ def test_a_missing_relative_path_is_not_looked_up_on_the_hub(tmp_path, monkeypat
     assert Corpus("owner/dataset").is_hub and Corpus("dataset").is_hub
 
 
+def test_a_bad_byte_in_a_prompt_file_is_named_at_its_line(tmp_path):
+    (tmp_path / "p.jsonl").write_bytes(b'{"text": "def f():"}\n{"text": "def g(\xff):"}\n')
+    assert "p.jsonl:2: not UTF-8" in error_of(["sample", "--model", str(tmp_path), "--prompts", str(tmp_path / "p.jsonl")])
+
+
 # --- flags taken literally ----------------------------------------------------------------------------------
 
 AWKWARD = ["a #b", "x: y", "[z", "null", "yes", "123", "k=v", "{c}"]

@@ -84,8 +84,8 @@ def cmd_sample(a) -> None:
     from phf.sampling.generate import load_model, read_prompts, sample
 
     cfg = load_config(a.task, None, a.overrides, _flags(a, guidance="sampling.guidance"))
-    loaded = load_model(a.model)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
+    loaded = load_model(a.model)  # after the prompts: bad input is reported before the slow part
     lines = [json.dumps({"prompt": p, "text": t}) + "\n" for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts))]
     if a.output:
         Path(a.output).write_text("".join(lines))

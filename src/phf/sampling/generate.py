@@ -89,7 +89,11 @@ def read_prompts(path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"prompt file not found: {path}")
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
         if not line.strip():
             continue
         try:
