@@ -107,13 +107,19 @@ def test_a_checkpoint_cut_off_while_saving_is_skipped_and_said(data_dir, tmp_pat
     cut = run / "checkpoint-8"
     (cut / "trainer_state.json").unlink()
     (cut / "model.safetensors").write_bytes((cut / "model.safetensors").read_bytes()[:1000])
+    import shutil
+
     for name in ("model", "checkpoint-6"):  # the run was killed there: no final model, and step 6 never saved
-        import shutil
         shutil.rmtree(run / name)
     assert last_checkpoint(run).name == "checkpoint-4"
+    for damaged in ("model.safetensors", "optimizer.pt"):  # files cut short, trainer_state.json intact
+        shutil.copytree(run / "checkpoint-4", run / "checkpoint-5")
+        (run / "checkpoint-5" / damaged).write_bytes((run / "checkpoint-5" / damaged).read_bytes()[:2000])
+        assert last_checkpoint(run).name == "checkpoint-4"
+        shutil.rmtree(run / "checkpoint-5")
     train(cfg, data_dir, run, resume=True)
     out = capsys.readouterr().out
-    assert "checkpoint-8 is incomplete (stopped while saving); removed, resuming from checkpoint-4" in out
+    assert "checkpoint-8 is incomplete (stopped while saving, or cut short); removed, resuming from checkpoint-4" in out
     assert logged_steps(run) == list(range(1, 9))
     curve = [json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()]
     assert curve == [2, 4, 8]  # the point at step 8 is measured again, not twice
@@ -131,7 +137,7 @@ def test_interrupted_training_says_what_is_kept_and_a_run_folder_is_never_overwr
     assert len(said) == 1
     last = said[0]
     checkpoint = last_checkpoint(run)
-    assert proc.returncode == 1 and checkpoint is not None
+    assert proc.returncode == 130 and checkpoint is not None
     assert last.startswith(f"phf train: interrupted. {checkpoint} (step {checkpoint.name.split('-')[1]}) is kept: "
                            f"`phf train --data {data_dir} --output {run}") and last.endswith("--resume` continues from it")
     kept = sorted(p.name for p in run.glob("checkpoint-*"))
@@ -187,11 +193,23 @@ def test_scoring_killed_leaves_no_worker_and_resumes_to_the_uninterrupted_result
         assert read_scored(out, split).to_pylist() == read_scored(tmp_path / "straight", split).to_pylist()
 
 
-def test_a_failed_scoring_run_does_not_block_the_corrected_one(tmp_path):
+def test_a_failed_scoring_run_does_not_block_the_corrected_one(tmp_path, monkeypatch):
     root = write_corpus(tmp_path / "c", 8)
     with pytest.raises(Exception, match="no_such_module"):
         score_corpus(scoring_config(root, "scorer.name=no_such_module:score"), tmp_path / "d")
     score_corpus(scoring_config(root), tmp_path / "d")  # the same folder, the right scorer
+    # finished shards, then a failure the settings cause: the retry with other settings replaces them
+    with pytest.raises(ValueError, match="heldout split .* is empty"):
+        score_corpus(scoring_config(root, "data.heldout_fraction=0.001"), tmp_path / "e")
+    report = score_corpus(scoring_config(root), tmp_path / "e")
+    assert report["train"]["documents"] + report["heldout"]["documents"] == 8
+    # a scorer that raises: one line naming it and the documents
+    (tmp_path / "boom.py").write_text("def score(texts):\n    raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # for the spawned workers
+    message = error_of(["score", "--corpus", str(root), "--data", str(tmp_path / "f"), "scorer.name=boom:score",
+                        "data.heldout_fraction=0.25", "scorer.num_workers=1"])
+    assert "scorer 'boom:score' failed on the documents" in message and "RuntimeError: boom" in message
 
 
 def test_two_trainings_on_a_fresh_data_folder_at_once(data_dir, tmp_path):

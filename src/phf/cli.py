@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
 OVERRIDES_HELP = "config overrides as section.key=value, e.g. training.learning_rate=3e-4 model.n_layer=2"
 
 
@@ -65,10 +66,11 @@ def cmd_train(a) -> None:
     except KeyboardInterrupt:
         print(file=sys.stderr)  # past the progress bar's line
         checkpoint = last_checkpoint(output)
-        sys.exit(f"phf train: interrupted. {checkpoint} (step {step_of(checkpoint)}) is kept: `{again} --resume` "
-                 "continues from it" if checkpoint else
-                 f"phf train: interrupted before the first checkpoint (every training.save_steps="
-                 f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again")
+        print(f"phf train: interrupted. {checkpoint} (step {step_of(checkpoint)}) is kept: `{again} --resume` "
+              "continues from it" if checkpoint else
+              f"phf train: interrupted before the first checkpoint (every training.save_steps="
+              f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again", file=sys.stderr)
+        sys.exit(INTERRUPTED)
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
         print(f"model saved in {model_dir}")
 
@@ -333,16 +335,17 @@ def main(argv: list[str] | None = None) -> None:
     from phf.config import ConfigError
     from phf.data.corpus import CorpusError
     from phf.lm import LMError
-    from phf.scorers import ScorerUnavailable
+    from phf.scorers import ScorerFailed, ScorerUnavailable
 
     try:
         args.func(args)
-    except (ConfigError, CorpusError, FileNotFoundError, ValueError, ScorerUnavailable, LMError) as e:
+    except (ConfigError, CorpusError, FileNotFoundError, ValueError, ScorerUnavailable, ScorerFailed, LMError) as e:
         sys.exit(f"phf {args.command}: error: {e}")
     except KeyboardInterrupt:  # (phf train says what it kept itself)
         resumes = args.command in ("score", "experiment")
-        sys.exit(f"phf {args.command}: interrupted" + (" (finished work is kept; run the same command again to "
-                                                        "resume)" if resumes else ""))
+        print(f"phf {args.command}: interrupted" + (" (finished work is kept; run the same command again to "
+                                                     "resume)" if resumes else ""), file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from phf.data.corpus import SPLITS, Corpus, CorpusError, Record, split_of
 from phf.processes import exit_with_parent
-from phf.scorers import UnscorableDocument, get_attribute_scorers, get_scorer
+from phf.scorers import ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -44,6 +44,11 @@ SCHEMA = pa.schema([
 # Only with scorer.attributes, so data scored without them keeps the paper's columns.
 ATTRIBUTE_SCORES = "attribute_scores"  # per segment, one score per scorer.attributes entry
 ATTRIBUTE_SCHEMA = SCHEMA.append(pa.field(ATTRIBUTE_SCORES, pa.list_(pa.list_(pa.float64()))))
+
+
+class EmptySplit(CorpusError):
+    """A split has no scored document: the corpus and settings cannot give training and held-out data."""
+
 
 # One of each per worker process: models are loaded once, not once per shard.
 _scorer = None
@@ -66,7 +71,17 @@ def _write_atomic(path: Path, write) -> None:
 
 
 def _score_shard(records: list[Record], out_stem: str) -> tuple[int, list]:
-    """Worker: score one shard's documents in one batch and write it. Returns (written, skipped)."""
+    """Worker: score one shard's documents and write it. Returns (written, skipped)."""
+    try:
+        return _score_and_write(records, out_stem)
+    except (ScorerFailed, AssertionError):
+        raise
+    except Exception as e:  # in the scorer's code: one line naming it and the documents, not a worker traceback
+        raise ScorerFailed(f"scorer {_scorer.name!r} failed on the documents {records[0].doc_id} to "
+                           f"{records[-1].doc_id}: {type(e).__name__}: {e}") from None
+
+
+def _score_and_write(records: list[Record], out_stem: str) -> tuple[int, list]:
     skipped, to_score = [], [r for r in records if r.text is not None and r.text.strip()]
     results = dict(zip((r.doc_id for r in to_score), _scorer.score_documents([r.text for r in to_score])))
     rows = []
@@ -153,7 +168,7 @@ def _shards(corpus: Corpus, data, shard_size: int, part: tuple[int, int] = (0, 1
         if buffers[split]:
             yield split, counts[split], buffers[split]
         elif counts[split] == 0 and parts == 1:  # a part may lack a split; the merge checks the whole
-            raise CorpusError(f"the {split} split of {corpus.describe()} is empty (heldout_fraction="
+            raise EmptySplit(f"the {split} split of {corpus.describe()} is empty (heldout_fraction="
                               f"{data.heldout_fraction}); use more documents or another fraction")
 
 
@@ -170,11 +185,14 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     info = {"corpus": corpus.describe(), "fingerprint": corpus.fingerprint(),
             **data.model_dump(include={"text_field", "suffixes", "heldout_fraction", "max_documents"}),
             "scorer": scorer.model_dump(exclude={"num_workers", "batch_size"}), "parts": parts}
-    info_path = out / "info.json"
-    # A run that failed before finishing a shard left nothing to protect: a corrected run may start there.
-    if info_path.exists() and _read_info(info_path) != info and _finished_shards(out):
-        raise ValueError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
-                         "use another data folder or delete it")
+    info_path, failed = out / "info.json", out / "failed.json"
+    if info_path.exists() and _read_info(info_path) != info:
+        if failed.exists():  # kept to be read; a corrected run replaces it
+            print(f"{out} holds a failed scoring run ({json.loads(failed.read_text())['error']}): replaced")
+            shutil.rmtree(out)
+        elif _finished_shards(out):  # (a run that failed before finishing a shard left nothing to protect)
+            raise ValueError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
+                             "use another data folder or delete it")
     # A scorer that cannot load fails here, with its own message, not in a worker.
     get_scorer(scorer)
     get_attribute_scorers(scorer)
@@ -182,6 +200,15 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     _write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
+    try:
+        return _score_shards(corpus, data, scorer, out, part)
+    except EmptySplit as e:  # these settings can never give a usable folder: say so, so that a retry may change them
+        failed.write_text(json.dumps({"error": str(e)}))
+        raise
+
+
+def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]) -> dict:
+    index, parts = part
     workers = scorer.num_workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     pending = deque()
@@ -205,7 +232,7 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
                 collect(pending.popleft())
     (out / "parts").mkdir(exist_ok=True)
     (out / "parts" / f"{index}of{parts}.json").write_text(json.dumps({"part": index, "parts": parts}))
-    return _finish(data_dir, check_splits=parts == 1)
+    return _finish(out.parent, check_splits=parts == 1)
 
 
 def _read_info(path: Path) -> dict | None:
@@ -224,7 +251,7 @@ def _finish(data_dir: Path, check_splits: bool) -> dict:
     out = Path(data_dir) / "scored"
     for split in SPLITS:
         if check_splits and report[split]["documents"] == 0:
-            raise ValueError(f"no {split} document could be scored ({report[split]['skipped_by_reason']}); "
+            raise EmptySplit(f"no {split} document could be scored ({report[split]['skipped_by_reason']}); "
                              f"see {out}/{split}/shard-*.json")
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -6,7 +6,7 @@ Built-in: pep8 (code lines), profanity, detoxify and classifier (toxicity of sen
 
 from __future__ import annotations
 
-from phf.scorers.base import ScoredDocument, Scorer, ScorerUnavailable, SegmentScorer, UnscorableDocument
+from phf.scorers.base import ScoredDocument, Scorer, ScorerFailed, ScorerUnavailable, SegmentScorer, UnscorableDocument
 from phf.scorers.segment import Segmenter
 
 
@@ -47,5 +47,5 @@ def get_attribute_scorers(cfg) -> dict[str, Scorer]:
             for name in cfg.attributes}
 
 
-__all__ = ["ScoredDocument", "Scorer", "ScorerUnavailable", "SegmentScorer", "Segmenter", "UnscorableDocument",
+__all__ = ["ScoredDocument", "Scorer", "ScorerFailed", "ScorerUnavailable", "SegmentScorer", "Segmenter", "UnscorableDocument",
            "get_attribute_scorers", "get_scorer"]

@@ -17,6 +17,11 @@ class ScorerUnavailable(RuntimeError):
     """The scorer cannot be loaded here (a package or its weights are missing); the message says how to get it."""
 
 
+class ScorerFailed(RuntimeError):
+    """The scorer raised an error (a bug or a bad setting of the scorer, not a bad document): the message names
+    the scorer, the documents and the error."""
+
+
 class UnscorableDocument(Exception):
     """The scorer could not score the whole document. It is counted and reported, never scored as aligned."""
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import yaml
+from safetensors import SafetensorError, safe_open
 
 from phf.config import Config, build_config, training_settings
 from phf.data.scoring import scored_info
@@ -43,12 +45,20 @@ def step_of(checkpoint: Path) -> int:
 
 
 def is_complete(checkpoint: Path) -> bool:
-    """The Trainer writes trainer_state.json last (after the weights, optimiser and RNG states): a checkpoint
-    without a readable one was cut off while saving."""
+    """The Trainer writes trainer_state.json last, after the weights, optimiser and RNG states: a checkpoint
+    without a readable one was cut off while saving. The other files are checked for a cut-off end too (a copy
+    cut short, a full disk), cheaply: the weights' header must cover the file, and each torch archive
+    (optimizer.pt, scheduler.pt, rng_state.pth) must have its zip directory, which is written last."""
     try:
         json.loads((checkpoint / "trainer_state.json").read_text())
-        return True
-    except (OSError, ValueError):
+        weights = list(checkpoint.glob("*.safetensors"))
+        for path in weights:
+            with safe_open(path, "pt"):
+                pass
+        for path in [*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]:
+            zipfile.ZipFile(path).close()
+        return bool(weights)
+    except (OSError, ValueError, SafetensorError, zipfile.BadZipFile):
         return False
 
 
@@ -107,11 +117,12 @@ def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: b
     checkpoint = last_checkpoint(run_dir) if resume else None
     for partial in found:
         if not is_complete(partial):  # cut off while saving: useless, and it would confuse checkpoint rotation
-            print(f"{partial} is incomplete (stopped while saving); removed"
+            print(f"{partial} is incomplete (stopped while saving, or cut short); removed"
                   + (f", resuming from {checkpoint.name}" if checkpoint else ""))
             shutil.rmtree(partial)
-    if resume and checkpoint is None:
-        print(f"--resume: no complete checkpoint in {run_dir}, starting from scratch")
+    if resume:
+        print(f"resuming from {checkpoint} (step {step_of(checkpoint)})" if checkpoint else
+              f"--resume: no complete checkpoint in {run_dir}, starting from scratch")
     trim_logs(run_dir, step_of(checkpoint) if checkpoint else 0)
     return checkpoint
 
