@@ -119,7 +119,7 @@ def test_a_checkpoint_cut_off_while_saving_is_skipped_and_said(data_dir, tmp_pat
         shutil.rmtree(run / "checkpoint-5")
     train(cfg, data_dir, run, resume=True)
     out = capsys.readouterr().out
-    assert "checkpoint-8 is incomplete (stopped while saving, or cut short); removed, resuming from checkpoint-4" in out
+    assert f"{cut} is incomplete (stopped while saving, or cut short): removed\nresuming from {run}/checkpoint-4 (step 4)" in out
     assert logged_steps(run) == list(range(1, 9))
     curve = [json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()]
     assert curve == [2, 4, 8]  # the point at step 8 is measured again, not twice

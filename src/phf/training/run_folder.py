@@ -48,16 +48,17 @@ def is_complete(checkpoint: Path) -> bool:
     """The Trainer writes trainer_state.json last, after the weights, optimiser and RNG states: a checkpoint
     without a readable one was cut off while saving. The other files are checked for a cut-off end too (a copy
     cut short, a full disk), cheaply: the weights' header must cover the file, and each torch archive
-    (optimizer.pt, scheduler.pt, rng_state.pth) must have its zip directory, which is written last."""
+    (optimizer.pt, scheduler.pt, rng_state.pth, FSDP's *.bin weights) must have its zip directory, which is
+    written last."""
     try:
         json.loads((checkpoint / "trainer_state.json").read_text())
-        weights = list(checkpoint.glob("*.safetensors"))
-        for path in weights:
+        for path in checkpoint.glob("*.safetensors"):
             with safe_open(path, "pt"):
                 pass
-        for path in [*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]:
+        archives = [p for suffix in ("*.pt", "*.pth", "*.bin") for p in checkpoint.glob(suffix)]
+        for path in archives:
             zipfile.ZipFile(path).close()
-        return bool(weights)
+        return any(checkpoint.glob("*.safetensors")) or any(p.suffix == ".bin" for p in archives)
     except (OSError, ValueError, SafetensorError, zipfile.BadZipFile):
         return False
 
@@ -117,8 +118,7 @@ def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: b
     checkpoint = last_checkpoint(run_dir) if resume else None
     for partial in found:
         if not is_complete(partial):  # cut off while saving: useless, and it would confuse checkpoint rotation
-            print(f"{partial} is incomplete (stopped while saving, or cut short); removed"
-                  + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+            print(f"{partial} is incomplete (stopped while saving, or cut short): removed")
             shutil.rmtree(partial)
     if resume:
         print(f"resuming from {checkpoint} (step {step_of(checkpoint)})" if checkpoint else
