@@ -242,6 +242,13 @@ def test_a_bad_byte_costs_its_record_only_named_at_its_line(at, tmp_path):
         assert len([r for r in records if r.text]) == 9
 
 
+def test_a_json_escape_that_is_no_text_costs_its_record_only(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"text": "fine"}\n{"text": "lone \\udc80 surrogate"}\n{"text": "also fine"}\n')
+    records = list(Corpus(str(tmp_path / "c.jsonl")).records())
+    assert [r.text for r in records] == ["fine", None, "also fine"]
+    assert records[1].doc_id == "c.jsonl:2" and "lone surrogate" in records[1].error
+
+
 def test_a_csv_document_longer_than_the_csv_modules_limit_is_read(tmp_path):
     long = "x = 1\n" * 40_000  # 240,000 characters: over the csv module's default field limit
     (tmp_path / "c.csv").write_text(f'text\nfirst\n"{long}"\nlast\n')
