@@ -101,6 +101,17 @@ def _flags(a, **keys: str) -> dict:
     return {key: getattr(a, name) for name, key in keys.items() if getattr(a, name) is not None}
 
 
+def _downstream(a) -> dict:
+    """--downstream TASK[=PATH] ...: the tasks, and the local data of those given a path (taken literally).
+    The list takes every word after the flag, so section.key=value overrides among them go back to the overrides."""
+    if not a.downstream:
+        return {}
+    a.overrides += [item for item in a.downstream if "." in item.partition("=")[0]]
+    pairs = [item.partition("=")[::2] for item in a.downstream if "." not in item.partition("=")[0]]
+    return {"evaluation.downstream": [name for name, _ in pairs],
+            "evaluation.downstream_files": {name: path for name, path in pairs if path}}
+
+
 def _trained_config(model: str, overrides: list[str], values: dict):
     """The config the model was trained with (config.yaml beside its folder) with `overrides` and `values`;
     None if it has none."""
@@ -119,7 +130,7 @@ def cmd_evaluate(a) -> None:
     from phf.evaluation.evaluate import evaluate
 
     values = _flags(a, kl_reference="evaluation.kl_reference", kl_samples="evaluation.kl_samples",
-                    guidance="sampling.guidance")
+                    guidance="sampling.guidance") | _downstream(a)
     cfg = (_trained_config(a.model, a.overrides, values) if a.method is None else None) \
         or load_config(a.task, a.method or "mle", a.overrides, values)
     output = a.output or Path(a.model).parent / "eval"
@@ -256,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kl-reference", metavar="SPEC",
                    help="measure KL from this reference LM (the paper's GPT-3): a local model folder, e.g. an MLE "
                         "model trained longer, a hub name, or openai:MODEL@URL (sets evaluation.kl_reference)")
+    p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
+                   help="also measure downstream capability (the paper's): humaneval (pass@k), a GLUE task (sst2, cola, "
+                        "mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head), or any lm-evaluation-harness "
+                        "task zero-shot (lambada = lambada_openai); =PATH reads the task's data from local files instead "
+                        "of the hub (see evaluation.downstream_files). Results in metrics.json under downstream")
     p.add_argument("--kl-samples", type=int, metavar="N",
                    help="reference samples the KL is estimated on (sets evaluation.kl_samples; default 256)")
     _guidance_arg(p)

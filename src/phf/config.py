@@ -181,6 +181,23 @@ class EvaluationConfig(Section):
     kl_reference: str | None = Field(None, description="Capability as KL(reference || model), estimated on samples of this reference LM (paper: GPT-3): a local model folder (e.g. an MLE model trained longer), a hub name, or openai:MODEL@URL. None = not measured.")
     kl_samples: int = Field(256, gt=0, description="Reference samples the KL is estimated on (drawn at temperature 1, top-p 1, and cached).")
     kl_max_new_tokens: int | None = Field(None, gt=0, description="Tokens per reference sample; None = sampling.max_new_tokens.")
+    downstream: list[str] = Field([], description="Downstream capability (the paper's): humaneval (code: pass@k of the 164 problems, executed in separate processes), a GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head, scored on validation), or any lm-evaluation-harness task, zero-shot (lambada = lambada_openai, the paper's for text). Conditional models are evaluated as deployed, after their aligned tags.")
+    downstream_files: dict[str, str] = Field({}, description="Local data of downstream tasks, instead of the hub: humaneval -> a problems JSONL; a GLUE task -> a folder with train and validation .jsonl/.csv/.tsv in GLUE's columns; an lm-eval task -> its test split as JSONL in the task's fields (LAMBADA: {'text': ...}).")
+    humaneval_samples: int = Field(10, gt=0, description="HumanEval: completions per problem (n of the unbiased pass@k estimator).")
+    humaneval_k: list[int] = Field([1, 10], description="HumanEval: the k of pass@k (each at most humaneval_samples).")
+    zero_shot_limit: int | None = Field(None, gt=0, description="lm-eval tasks: score at most this many examples of each (None = all).")
+    glue_epochs: float = Field(3.0, gt=0, description="GLUE: finetuning epochs per task.")
+    glue_learning_rate: float = Field(1e-4, gt=0, description="GLUE: peak learning rate of the finetuning.")
+    glue_batch_size: int = Field(16, gt=0, description="GLUE: finetuning batch size.")
+    glue_train_examples: int | None = Field(None, gt=0, description="GLUE: finetune on at most this many training examples per task, drawn with training.seed (None = all; a CPU-sized subset).")
+
+    @model_validator(mode="after")
+    def _downstream(self):
+        if unused := set(self.downstream_files) - set(self.downstream):
+            raise ValueError(f"evaluation.downstream_files names {sorted(unused)}, which evaluation.downstream does not run")
+        if too_big := [k for k in self.humaneval_k if k > self.humaneval_samples]:
+            raise ValueError(f"evaluation.humaneval_k {too_big} exceeds evaluation.humaneval_samples ({self.humaneval_samples})")
+        return self
 
 
 class RedTeamConfig(Section):

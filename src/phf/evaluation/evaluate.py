@@ -76,6 +76,10 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ev = cfg.evaluation
+    if ev.downstream:
+        from phf.evaluation.downstream import check_downstream
+
+        check_downstream(cfg)
     loaded = load_model(model_dir)
     scorer = get_scorer(cfg.scorer)
     attribute_scorers = get_attribute_scorers(cfg.scorer)
@@ -121,6 +125,10 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
         metrics["attributes"] = attribute_metrics
     if data_dir is not None:
         metrics.update(capability(loaded, cfg, data_dir))
+    if ev.downstream:
+        from phf.evaluation.downstream import downstream
+
+        metrics["downstream"] = downstream(loaded, Path(model_dir), cfg, out_dir)
     if ev.kl_reference:
         metrics.update(kl_capability(model_dir, cfg, kl_cache_dir or Path(data_dir or out_dir) / "kl-cache"))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -1,0 +1,50 @@
+"""Downstream capability, the paper's three measures beside KL: HumanEval for code, zero-shot benchmarks of
+lm-evaluation-harness (LAMBADA for text), and GLUE after finetuning. `evaluation.downstream` names the tasks;
+`evaluation.downstream_files` gives local data for those that should not come from the hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from phf.config import Config
+
+
+def check_downstream(cfg: Config) -> None:
+    """Local data that is missing or malformed, reported before any model is loaded or sampled."""
+    for name, path in cfg.evaluation.downstream_files.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"data of downstream task {name} not found: {path}")
+        if name == "humaneval":
+            from phf.evaluation.humaneval import read_problems
+
+            read_problems(path)
+
+
+def downstream(loaded, model_dir: Path, cfg: Config, out_dir: Path) -> dict[str, dict]:
+    """{task: {metric: value}} of every task of evaluation.downstream, and glue_average over its GLUE tasks."""
+    from phf.evaluation.glue import GLUE, finetune_glue
+
+    ev, files = cfg.evaluation, cfg.evaluation.downstream_files
+    out, zero_shot_tasks = {}, {}
+    for name in ev.downstream:
+        if name == "humaneval":
+            from phf.evaluation.humaneval import humaneval, read_problems
+
+            out[name] = humaneval(loaded, cfg.sampling, ev.humaneval_samples, ev.humaneval_k,
+                                  read_problems(files.get(name)), out_dir)
+        elif name in GLUE:
+            print(f"GLUE {name}: finetuning with a new head")
+            out[name] = finetune_glue(loaded, model_dir, name, files.get(name), ev.glue_epochs, ev.glue_learning_rate,
+                                      ev.glue_batch_size, ev.glue_train_examples, cfg.training.seed)
+        else:
+            zero_shot_tasks[name] = files.get(name)
+    if zero_shot_tasks:
+        from phf.evaluation.zeroshot import zero_shot
+
+        out.update(zero_shot(loaded, zero_shot_tasks, ev.zero_shot_limit))
+    glue = [out[name]["score"] for name in ev.downstream if name in GLUE]
+    if len(glue) > 1:
+        out["glue_average"] = {"score": float(np.mean(glue)), "tasks": len(glue)}
+    return out

