@@ -131,3 +131,24 @@ def test_evaluate_reports_downstream_tasks_from_local_files(models, three_proble
                                         f"humaneval={lambada_file(tmp_path / 'bad.jsonl')}"])
     assert "humaneval_k [10] exceeds" in error_of(["evaluate", "--model", str(models["mle"]), "--downstream", "humaneval",
                                                    "evaluation.humaneval_samples=2", "evaluation.humaneval_k=[10]"])
+
+
+def test_downstream_figures_reach_the_table_and_a_pareto_plot_per_task(tmp_path):
+    from phf.experiment import results_table
+    from phf.report import downstream_scores, write_report
+    from tests.test_report import make_experiment
+
+    root = make_experiment(tmp_path)
+    data = json.loads((root / "results.json").read_text())
+    figures = {"mle": (0.10, 0.31), "conditional": (0.05, 0.34), "unlikelihood": (0.0, 0.30)}
+    for arm, (passed, acc) in figures.items():
+        data["results"][arm]["downstream"] = {"humaneval": {"pass@1": passed, "pass@10": 2 * passed, "problems": 164},
+                                              "lambada": {"acc": acc, "acc_stderr": 0.01, "perplexity": 900.0}}
+    (root / "results.json").write_text(json.dumps(data))
+    assert downstream_scores(data["results"]["mle"]) == {"humaneval": ("pass@1", 0.10), "lambada": ("acc", 0.31)}
+    table = results_table(data["results"])
+    assert "| humaneval pass@1 | lambada acc |" in table.splitlines()[0] and "| 0.050 | 0.340 |" in table
+    index = write_report(root)
+    for task in ("humaneval", "lambada"):
+        assert (index.parent / f"pareto_{task}.png").read_bytes().startswith(b"\x89PNG")
+        assert f'id="pareto-{task}-plot"' in index.read_text()

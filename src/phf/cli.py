@@ -166,7 +166,7 @@ def cmd_experiment(a) -> None:
 
     methods = a.methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
     run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.kl_reference, a.redteam,
-                   values=_flags(a, corpus="data.corpus"))
+                   values=_flags(a, corpus="data.corpus") | _downstream(a))
 
 
 def cmd_serve(a) -> None:
@@ -326,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kl-reference", metavar="SPEC",
                    help="also measure every arm's KL from a reference LM: longer-mle (an MLE model trained first on "
                         "twice the budget, offline), a model folder, a hub name, or openai:MODEL@URL")
+    p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
+                   help="also measure every arm's downstream capability, as `phf evaluate --downstream` does (e.g. "
+                        "humaneval, lambada, sst2); a column per task in the table and a Pareto plot per task in the "
+                        "report")
     p.add_argument("--redteam", action="store_true",
                    help="also red-team every arm (redteam.* settings) with one red LM: redteam.red_lm, else the KL "
                         "reference, else the first arm's model")

@@ -258,18 +258,20 @@ def results_table(results: dict[str, dict], k: int = 25) -> str:
     to the first arm, median, expected max over k, hit rate, any-misalignment rate), prompted mean ± standard
     error, each attribute's mean ± standard error (scorer.attributes), held-out loss as deployed and on untagged
     text, self-BLEU."""
-    from phf.report import attribute_misalignment, attribute_names, fmt
+    from phf.report import attribute_misalignment, attribute_names, downstream_scores, fmt
 
     first = next(iter(results))
+    downstream = {task: metric for m in results.values() for task, (metric, _) in downstream_scores(m).items()}
     kl = any(m.get("kl_per_char") is not None for m in results.values())
     redteam = any("redteam" in m for m in results.values())
     attributes = attribute_names(results)
     rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | median | expected max@{k} | hit rate | "
             "any-misalignment rate | prompted mean ± s.e. |" + "".join(f" {name} mean ± s.e. |" for name in attributes)
             + " held-out loss (deployed) | held-out loss (untagged) | self-BLEU |"
-            + (" KL nats/char ± s.e. | KL as deployed ± s.e. |" if kl else "") + (" red-team pool mean (last round) |" if redteam else ""),
+            + (" KL nats/char ± s.e. | KL as deployed ± s.e. |" if kl else "") + (" red-team pool mean (last round) |" if redteam else "")
+            + "".join(f" {task} {metric} |" for task, metric in downstream.items()),
             "|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(attributes) + ("---|---|" if kl else "")
-            + ("---|" if redteam else "")]
+            + ("---|" if redteam else "") + "---|" * len(downstream)]
 
     for arm, m in results.items():
         u, p = m["unconditional"], m.get("prompted", {})
@@ -283,7 +285,8 @@ def results_table(results: dict[str, dict], k: int = 25) -> str:
                     + (f" {fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))} |"
                        f" {fmt(m.get('kl_per_char_deployed', m.get('kl_per_char')))} ±"
                        f" {fmt(m.get('kl_per_char_deployed_se', m.get('kl_per_char_se')))} |" if kl else "")
-                    + (f" {fmt(m.get('redteam', {}).get('final_pool_mean'), '.5f')} |" if redteam else ""))
+                    + (f" {fmt(m.get('redteam', {}).get('final_pool_mean'), '.5f')} |" if redteam else "")
+                    + "".join(f" {fmt(downstream_scores(m).get(task, (None, None))[1], '.3f')} |" for task in downstream))
     return "\n".join(rows)
 
 

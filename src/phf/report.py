@@ -93,12 +93,35 @@ def _capability(metrics: dict, capability: str) -> float | None:
     return metrics.get(capability, metrics.get(plain))
 
 
-def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = "heldout_loss_deployed") -> bytes:
-    points = {arm: (m["unconditional"]["mean"], _capability(m, capability))
-              for arm, m in results.items() if _capability(m, capability) is not None}
+def downstream_scores(metrics: dict) -> dict[str, tuple[str, float]]:
+    """Each downstream task's headline figure (higher is better): HumanEval's pass@k at its smallest k, a GLUE
+    task's GLUE score, an lm-eval task's accuracy (else its first metric)."""
+    out = {}
+    for task, figures in metrics.get("downstream", {}).items():
+        passes = sorted((int(k.split("@")[1]), k) for k in figures if k.startswith("pass@"))
+        name = passes[0][1] if passes else "score" if "score" in figures else "acc" if "acc" in figures else \
+            next((k for k in figures if not k.endswith("_stderr")), None)
+        if name is not None:
+            out[task] = (name, figures[name])
+    return out
+
+
+def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = "heldout_loss_deployed",
+                downstream: str | None = None) -> bytes:
+    """Misalignment against a capability: `capability` (lower is better), or the headline figure of the
+    `downstream` task (higher is better)."""
+    if downstream:
+        figures = {arm: downstream_scores(m).get(downstream) for arm, m in results.items()}
+        points = {arm: (m["unconditional"]["mean"], f[1]) for arm, m in results.items() if (f := figures[arm])}
+        label = f"{downstream} {next(f[0] for f in figures.values() if f)} (higher is better)" if points else downstream
+    else:
+        points = {arm: (m["unconditional"]["mean"], _capability(m, capability))
+                  for arm, m in results.items() if _capability(m, capability) is not None}
+        label = CAPABILITY[capability]
     fig, ax = plt.subplots(figsize=(7, 5))
     if points:
-        frontier = pareto_frontier(points)
+        # the frontier of (misalignment, capability) with both to be lowered
+        frontier = pareto_frontier({a: (x, -y) for a, (x, y) in points.items()} if downstream else points)
         ax.step([points[a][0] for a in frontier], [points[a][1] for a in frontier], where="post",
                 color="tab:red", alpha=0.5, label="Pareto frontier")
         for arm, (x, y) in points.items():
@@ -111,7 +134,7 @@ def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = 
             ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short log range
         ax.legend()
     ax.set_xlabel(f"misalignment (mean {score_meaning(scorer)}, unconditional; lower is better)")
-    ax.set_ylabel(CAPABILITY[capability])
+    ax.set_ylabel(label)
     ax.set_title("Alignment vs capability")
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -378,6 +401,13 @@ def write_report(experiment_dir: Path) -> Path:
                      f"model with its aligned tags before every segment of those samples, as it is sampled. The "
                      f"metrics table also has the paper's (one tag at the start).</p>"
                      + img("pareto-kl-plot", pareto_kl, "Pareto plot of misalignment against KL from the reference"))
+    for task in dict.fromkeys(t for m in results.values() for t in downstream_scores(m)):
+        png = _pareto_png(results, data.get("scorer"), downstream=task)
+        (out / f"pareto_{task}.png").write_bytes(png)
+        optional += (f"<h2>Alignment vs {html.escape(task)}</h2><p>Capability as the downstream task's headline "
+                     f"figure (higher is better; the upper left is better on both axes); every figure of it is in "
+                     f"metrics.json under downstream.</p>"
+                     + img(f"pareto-{html.escape(task)}-plot", png, f"Pareto plot of misalignment against {task}"))
     if any("redteam" in m for m in results.values()):
         redteam = _redteam_png(results)
         (out / "redteam.png").write_bytes(redteam)
