@@ -16,7 +16,7 @@ from phf.data.prepare import prepare_tokenizer
 from phf.data.scoring import SCHEMA, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
 from phf.lm import LocalLM
-from phf.sampling.generate import _context_ids, _left_padded, load_model, sample
+from phf.sampling.generate import context_ids, _left_padded, load_model, sample
 from phf.sampling.guidance import MisalignedGuidance
 from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule
@@ -138,8 +138,8 @@ def test_a_graded_model_samples_from_its_best_level_and_never_emits_another(grad
     a, b, newline = (tok(t, add_special_tokens=False)["input_ids"] for t in ("a", "b", "\n"))
     # As in training: a tag opens the prompt and goes before each newline, announcing the next line (the last
     # one: the continuation's); a prompt that ends mid-line gets no tag after it.
-    assert _context_ids(loaded, "a\nb\n") == [tok.eos_token_id, *tag, *a, *tag, *newline, *b, *tag, *newline]
-    assert _context_ids(loaded, "a\nb") == [tok.eos_token_id, *tag, *a, *tag, *newline, *b]
+    assert context_ids(loaded, "a\nb\n") == [tok.eos_token_id, *tag, *a, *tag, *newline, *b, *tag, *newline]
+    assert context_ids(loaded, "a\nb") == [tok.eos_token_id, *tag, *a, *tag, *newline, *b]
     worse = loaded.tokenizer.convert_tokens_to_ids(["<|pep8=1|>", "<|pep8=2|>"])
     with torch.no_grad():  # make the worse levels the model's favourite tokens
         loaded.model.lm_head.weight[worse] = 100 * loaded.model.lm_head.weight.abs().max()
@@ -166,8 +166,8 @@ def test_guidance_is_l_aligned_plus_w_times_the_difference_also_for_left_padded_
     loaded = load_model(model_dir)
     model, w = loaded.model, 2.0
     prompts = ["", "def f(a,b):\n    return a\n"]  # contexts of different lengths: the first is left-padded
-    aligned = [_context_ids(loaded, p) for p in prompts]
-    worst = [_context_ids(loaded, p, "worst") for p in prompts]
+    aligned = [context_ids(loaded, p) for p in prompts]
+    worst = [context_ids(loaded, p, "worst") for p in prompts]
     ids, mask = _left_padded(aligned, loaded.tokenizer.eos_token_id)
     worst_ids, _ = _left_padded(worst, loaded.tokenizer.eos_token_id)
     guidance = MisalignedGuidance(model, w, worst_ids, mask)
@@ -245,7 +245,7 @@ def test_untagged_sampling_gives_no_control_token_and_allows_none(graded_model):
     cfg, model_dir = graded_model
     loaded = load_model(model_dir)
     untagged = cfg.sampling.model_copy(update={"tags": "none", "max_new_tokens": 6})
-    assert _context_ids(loaded, "", None) == [loaded.tokenizer.eos_token_id]
+    assert context_ids(loaded, "", None) == [loaded.tokenizer.eos_token_id]
     every_tag = loaded.control("all")
     with torch.no_grad():  # make the control tokens, the aligned one included, the model's favourite tokens
         loaded.model.lm_head.weight[every_tag] = 100 * loaded.model.lm_head.weight.abs().max()

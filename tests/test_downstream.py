@@ -6,7 +6,7 @@ import json
 import pytest
 
 from phf.evaluation.humaneval import execute, pass_at_k, read_problems, truncate
-from phf.sampling.generate import _context_ids, load_model
+from phf.sampling.generate import context_ids, load_model
 from phf.training.train import train
 from tests.conftest import tiny_config
 from tests.test_cli import error_of
@@ -85,7 +85,7 @@ def test_a_conditional_model_sees_every_request_as_its_sampler_would(models, tmp
     lm = phf_lm(loaded, batch_size=1)
     context, continuation = "The cat sat on the", " mat"
     lm._loglikelihood_tokens([(None, *lm._encode_pair(context, continuation))])
-    expected = _context_ids(loaded, context + continuation, "aligned")
+    expected = context_ids(loaded, context + continuation, "aligned")
     assert seen[0][:len(expected) - 1] == expected[:-1]  # the last target is not fed
     assert expected[:2] == [loaded.tokenizer.eos_token_id, *loaded.control("aligned")]
 

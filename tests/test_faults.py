@@ -31,6 +31,12 @@ def phf(*argv) -> list[str]:
     return [sys.executable, "-m", "phf.cli", *map(str, argv)]
 
 
+def start(*argv, **kwargs) -> subprocess.Popen:
+    """`phf *argv` in a process of its own. Ctrl-C is made to reach it even where the test runner was started in
+    the background, which makes a shell ignore SIGINT in everything it starts."""
+    return subprocess.Popen(phf(*argv), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
 def wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -84,8 +90,8 @@ def test_training_killed_at_random_points_resumes_to_the_uninterrupted_run(seed,
     rng, run = random.Random(seed), tmp_path / "killed"
     argv = ["train", "--data", data_dir, "--output", run, *TINY, *LONGER]
     for kill_at in sorted(rng.sample(range(2, 40), 2)):
-        proc = subprocess.Popen(phf(*argv, *(["--resume"] if run.exists() else [])),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start(*argv, *(["--resume"] if run.exists() else []), stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
         wait_for(lambda: max(logged_steps(run), default=0) >= kill_at or proc.poll() is not None, what="training")
         time.sleep(rng.uniform(0, 0.05))
         proc.kill()
@@ -130,7 +136,7 @@ def test_a_checkpoint_cut_off_while_saving_is_skipped_and_said(data_dir, tmp_pat
 def test_interrupted_training_says_what_is_kept_and_a_run_folder_is_never_overwritten(data_dir, tmp_path):
     run = tmp_path / "run"
     argv = ["train", "--data", data_dir, "--output", run, *TINY, *LONGER]
-    proc = subprocess.Popen(phf(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: max(logged_steps(run), default=0) >= 5, what="training")
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     said = [line for line in proc.communicate(timeout=60)[1].splitlines() if line.startswith("phf train:")]
@@ -181,12 +187,12 @@ def test_scoring_killed_leaves_no_worker_and_resumes_to_the_uninterrupted_result
     overrides = [f"data.corpus={root}", "data.heldout_fraction=0.25", "scorer.shard_size=2", "scorer.num_workers=2"]
     score_corpus(scoring_config(root, "scorer.shard_size=2"), tmp_path / "straight")
     out = tmp_path / "killed"
-    proc = subprocess.Popen(phf("score", "--data", out, *overrides), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start("score", "--data", out, *overrides, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shards = lambda: list((out / "scored").glob("*/shard-*.json"))  # noqa: E731
     wait_for(lambda: len(shards()) >= random.Random(int(sig)).randint(3, 20) or proc.poll() is not None, what="scoring")
     workers = children_of(proc.pid)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == {signal.SIGKILL: -9, signal.SIGTERM: -15, signal.SIGINT: 130}[sig]  # it was stopped
     wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10, what=f"workers {workers} still alive")
     score_corpus(scoring_config(root, "scorer.shard_size=2"), out)
     for split in ("train", "heldout"):
@@ -218,8 +224,8 @@ def test_two_trainings_on_a_fresh_data_folder_at_once(data_dir, tmp_path):
 
     fresh = tmp_path / "data"
     shutil.copytree(data_dir / "scored", fresh / "scored")
-    procs = [subprocess.Popen(phf("train", "--data", fresh, "--output", tmp_path / m, "--method", m, *TINY),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for m in ("mle", "conditional")]
+    procs = [start("train", "--data", fresh, "--output", tmp_path / m, "--method", m, *TINY, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, text=True) for m in ("mle", "conditional")]
     for proc in procs:
         assert proc.wait(timeout=180) == 0, proc.stderr.read()
     assert (tmp_path / "mle" / "model" / "phf.json").exists() and (tmp_path / "conditional" / "model" / "phf.json").exists()

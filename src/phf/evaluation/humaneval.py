@@ -77,10 +77,14 @@ def humaneval(loaded, sampling: SamplingConfig, n: int, ks: list[int], problems:
               out_dir: Path | None = None, timeout: float = 3.0) -> dict:
     """pass@k for each k <= n, from n completions per problem sampled as the model is deployed (a conditional
     model starts every line of the prompt from its aligned tags). Writes humaneval.jsonl to `out_dir`."""
-    from phf.sampling.generate import sample
+    from phf.sampling.generate import context_ids, context_window, sample
 
     if any(k > n for k in ks):
         raise ValueError(f"pass@k needs k <= n samples per problem: k={ks}, n={n}")
+    # A prompt longer than the context left for it keeps its end (the sampler's rule): counted, as it may lose
+    # the signature the tests call.
+    room = context_window(loaded.model.config) - sampling.max_new_tokens
+    cut = sum(len(context_ids(loaded, p["prompt"], "aligned")) > room for p in problems)
     texts = sample(loaded, sampling, [p["prompt"] for p in problems for _ in range(n)], desc="sampling (humaneval)")
     completions = [[truncate(t) for t in texts[i * n:(i + 1) * n]] for i in range(len(problems))]
     verdicts = execute(problems, completions, timeout)
@@ -91,5 +95,5 @@ def humaneval(loaded, sampling: SamplingConfig, n: int, ks: list[int], problems:
                 f.writelines(json.dumps({"task_id": problem["task_id"], "completion": c, "result": v}) + "\n"
                              for c, v in zip(cs, vs))
     return {**{f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for c in correct])) for k in ks},
-            "problems": len(problems), "samples_per_problem": n, "temperature": sampling.temperature,
+            "problems": len(problems), "prompts_cut": cut, "samples_per_problem": n, "temperature": sampling.temperature,
             "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens}

@@ -108,7 +108,7 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def _context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned") -> list[int]:
+def context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned") -> list[int]:
     """EOS (documents start after one in training), then a conditional model's control tokens of `level`
     ("aligned"; "worst" for guidance; None: none), then the prompt. A conditional model's prompt gets them
     before each line, and before the newline that ends it (the next line's, the continuation's), placed as
@@ -156,12 +156,12 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch"):
         # A prompt too long for the context keeps its end, the part the continuation follows.
         batch = prompts[start:start + cfg.batch_size]
-        input_ids, attention_mask = _left_padded([_context_ids(loaded, p, level)[-room:] for p in batch],
+        input_ids, attention_mask = _left_padded([context_ids(loaded, p, level)[-room:] for p in batch],
                                                  tok.eos_token_id)
         processors = [SuppressTokensLogitsProcessor(suppress)] if suppress else []
         if cfg.guidance:
             # The misaligned context has the same length (one tag for one tag), so the same padding.
-            misaligned_ids, _ = _left_padded([_context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id)
+            misaligned_ids, _ = _left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id)
             # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
             processors.insert(0, MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask))
         # The sampler draws the token and comes last; generation is then greedy (do_sample=False), so that
