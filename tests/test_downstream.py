@@ -75,14 +75,14 @@ def test_lambada_format_task_runs_zero_shot_from_a_local_file(models, tmp_path):
 def test_a_conditional_model_sees_every_request_as_its_sampler_would(models, tmp_path):
     """The ids reaching the model start with EOS and the aligned tags, then the context, exactly as
     phf's sampler builds a context from the same prompt; rolling perplexity is prefixed too."""
-    from phf.evaluation.zeroshot import phf_lm
+    from phf.evaluation.zeroshot import PHFLM
 
     loaded = load_model(models["conditional"])
     assert loaded.conditional
     seen = []
     loaded.model.register_forward_pre_hook(lambda module, args, kwargs: seen.extend(
         (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]).tolist()), with_kwargs=True)
-    lm = phf_lm(loaded, batch_size=1)
+    lm = PHFLM(loaded, batch_size=1)
     context, continuation = "The cat sat on the", " mat"
     lm._loglikelihood_tokens([(None, *lm._encode_pair(context, continuation))])
     expected = context_ids(loaded, context + continuation, "aligned")

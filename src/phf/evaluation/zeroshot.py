@@ -4,7 +4,7 @@ The paper's text tasks use LAMBADA (last-word accuracy and perplexity). Any lm-e
 users online; offline, a task whose test split is a local JSONL file in the task's own fields (e.g. LAMBADA's
 `{"text": ...}`) runs from that file. A conditional model sees every request start as its samples do: EOS,
 then its aligned control tokens. lm-eval's `system_instruction` cannot do that (it adds text, no EOS, and
-leaves rolling-perplexity requests alone), hence `PHFLM`.
+leaves rolling-perplexity requests alone), hence `PHFLM`. (Imported only when a zero-shot task runs.)
 """
 
 from __future__ import annotations
@@ -13,45 +13,42 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from lm_eval import simple_evaluate, utils
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
+
+from phf.sampling.generate import context_window
 
 LAMBADA = "lambada_openai"  # the harness's LAMBADA, OpenAI's detokenized test split (last word, 5,153 passages)
 
 
-def phf_lm(loaded, batch_size: int = 16):
+class PHFLM(HFLM):
     """lm-eval's HF model for a loaded phf model, every request prefixed with EOS and the aligned tags."""
-    from lm_eval import utils
-    from lm_eval.models.huggingface import HFLM
 
-    from phf.sampling.generate import context_window
+    def __init__(self, loaded, batch_size: int = 16):
+        super().__init__(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size,
+                         max_length=context_window(loaded.model.config), device=str(loaded.model.device))
+        self.prefix = [loaded.tokenizer.eos_token_id, *loaded.control("aligned")]
 
-    class PHFLM(HFLM):
-        def __init__(self):
-            window = context_window(loaded.model.config)
-            super().__init__(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size,
-                             max_length=window, device=str(loaded.model.device))
-            self.prefix = [loaded.tokenizer.eos_token_id, *loaded.control("aligned")]
+    def _with_prefix(self, context: list[int], continuation_length: int) -> list[int]:
+        """The prefix, then as much of the context (less a leading EOS, which the prefix holds) as fits."""
+        body = context[1:] if context[:1] == [self.eot_token_id] else context
+        room = self.max_length + 1 - len(self.prefix) - continuation_length
+        return self.prefix + body[max(len(body) - room, 0):]
 
-        def _with_prefix(self, context: list[int], continuation: int) -> list[int]:
-            """The prefix, then as much of the context (less a leading EOS, which the prefix holds) as fits."""
-            body = context[1:] if context[:1] == [self.eot_token_id] else context
-            room = self.max_length + 1 - len(self.prefix) - continuation
-            return self.prefix + body[max(len(body) - room, 0):]
+    def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+        requests = [(key, self._with_prefix(context, len(cont)), cont) for key, context, cont in requests]
+        return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
 
-        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
-            requests = [(key, self._with_prefix(context, len(cont)), cont) for key, context, cont in requests]
-            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
-
-        def loglikelihood_rolling(self, requests, disable_tqdm=False):
-            """Disjoint windows short enough that each, after the prefix, fits the model's context."""
-            size = self.max_length - len(self.prefix) + 1
-            totals = []
-            for (text,) in (r.args for r in requests):
-                windows = [(None, *utils.make_disjoint_window(w)) for w in utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(text), prefix_token=self.eot_token_id, max_seq_len=size, context_len=1)]
-                totals.append(sum(ll for ll, _ in self._loglikelihood_tokens(windows, disable_tqdm=True)))
-            return totals
-
-    return PHFLM()
+    def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        """Disjoint windows short enough that each, after the prefix, fits the model's context."""
+        size = self.max_length - len(self.prefix) + 1
+        totals = []
+        for (text,) in (r.args for r in requests):
+            windows = [(None, *utils.make_disjoint_window(w)) for w in utils.get_rolling_token_windows(
+                token_list=self.tok_encode(text), prefix_token=self.eot_token_id, max_seq_len=size, context_len=1)]
+            totals.append(sum(ll for ll, _ in self._loglikelihood_tokens(windows, disable_tqdm=True)))
+        return totals
 
 
 def task_config(name: str, path: str | Path | None, folder: Path) -> str:
@@ -63,8 +60,6 @@ def task_config(name: str, path: str | Path | None, folder: Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"test file of {name} not found: {path}")
-    from lm_eval.tasks import TaskManager
-
     entry = TaskManager().task_index.get(name)
     if entry is None or entry.yaml_path is None:
         raise ValueError(f"{name!r} is not a task of lm-evaluation-harness defined by a YAML file")
@@ -78,11 +73,9 @@ def task_config(name: str, path: str | Path | None, folder: Path) -> str:
 def zero_shot(loaded, tasks: dict[str, str | None], limit: int | None = None, batch_size: int = 16) -> dict:
     """{task: {metric: value}} of lm-eval tasks (name -> local test file or None), zero-shot, with the
     harness's standard errors."""
-    from lm_eval import simple_evaluate
-
     with tempfile.TemporaryDirectory() as folder:
         configs = {name: task_config(name, path, Path(folder)) for name, path in tasks.items()}
-        out = simple_evaluate(model=phf_lm(loaded, batch_size), tasks=list(configs.values()), num_fewshot=0,
+        out = simple_evaluate(model=PHFLM(loaded, batch_size), tasks=list(configs.values()), num_fewshot=0,
                               limit=limit, bootstrap_iters=1000, log_samples=False)
     results = {}
     for name, config in configs.items():
