@@ -60,7 +60,7 @@ def pass_at_k(n: int, correct: int, k: int) -> float:
 def _init_executor(parent: int) -> None:
     exit_with_parent(parent)
     # The harness starts a process (and a Manager's) per completion. Forked from this small worker, which holds
-    # no model and no threads, each starts at once; spawned, each would import Python's world anew.
+    # no model and no compute threads, each starts at once; spawned, each would import everything anew.
     multiprocessing.set_start_method("fork", force=True)
 
 
