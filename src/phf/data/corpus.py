@@ -192,8 +192,6 @@ def read_document(path: Path, name: str) -> Iterator[Record]:
             yield Record(name, text=f.read())
     except UnicodeDecodeError:
         yield Record(name, error="not UTF-8")
-    except OSError as e:
-        yield Record(name, error=f"unreadable ({e.strerror or e})")
 
 
 READERS = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_csv, ".parquet": read_parquet}

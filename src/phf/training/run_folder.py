@@ -137,7 +137,7 @@ def trim_logs(run_dir: Path, step: int) -> None:
         path = Path(run_dir) / name
         if path.exists():
             kept = [line for line in path.read_text().splitlines(keepends=True)
-                    if line.strip() and _step(line) is not None and _step(line) <= step]
+                    if (logged := _step(line)) is not None and logged <= step]
             path.write_text("".join(kept))
 
 
