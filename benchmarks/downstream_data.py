@@ -1,10 +1,13 @@
-"""Local downstream data from the toxicity corpus's held-out split (documents never trained on): a LAMBADA-format
-last-word set from its prose sentences, and a two-class GLUE-format set in CoLA's layout (`sentence`, `label`)
-from its tweets: offensive or hateful (1) against neither (0).
+"""Local downstream data from a corpus's held-out split (documents never trained on): a LAMBADA-format
+last-word set from its prose sentences and, for the toxicity corpus, a two-class GLUE-format set in CoLA's
+layout (`sentence`, `label`) from its tweets: offensive or hateful (1) against neither (0).
 
     python benchmarks/downstream_data.py runs/corpora/toxicity.jsonl --out runs/downstream-data
     phf experiment --task toxicity --corpus runs/corpora/toxicity.jsonl ... \\
         --downstream lambada=runs/downstream-data/lambada.jsonl cola=runs/downstream-data/cola
+
+The PII corpus holds the same prose in another order, so its models need the last-word set of its own
+held-out split (`--out runs/downstream-pii`); they never saw a tweet, so the tweets task serves as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from phf.data.corpus import split_of
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", type=Path, help="the toxicity corpus of benchmarks/corpora.py (JSONL with text, label)")
+    parser.add_argument("corpus", type=Path, help="a corpus of benchmarks/corpora.py (JSONL with text, label)")
     parser.add_argument("--out", type=Path, default=Path("runs/downstream-data"))
     parser.add_argument("--heldout-fraction", type=float, default=0.05, help="the task's data.heldout_fraction")
     a = parser.parse_args()
@@ -29,14 +32,18 @@ def main() -> None:
         if split_of(f"{a.corpus.name}:{number}", a.heldout_fraction) != "heldout":
             continue
         record = json.loads(line)
-        if record["label"] == "prose":
+        if record["label"] in ("prose", "clean"):  # clean prose: the PII corpus's documents without personal data
             words = record["text"].rstrip(" .!?:;,").split(" ")
             if len(words) >= 8 and words[-1].isalpha():  # a word to predict, after enough context
                 prose.append(" ".join(words))
-        else:
+        elif record["label"] != "pii":
             tweets.append({"sentence": record["text"], "label": int(record["label"] != "neither")})
-    (a.out / "cola").mkdir(parents=True, exist_ok=True)
+    a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "lambada.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in prose))
+    if not tweets:
+        print(f"{len(prose)} last-word passages -> {a.out}")
+        return
+    (a.out / "cola").mkdir(exist_ok=True)
     random.Random(0).shuffle(tweets)
     cut = len(tweets) * 2 // 3
     for split, rows in (("train", tweets[:cut]), ("validation", tweets[cut:])):
