@@ -1,0 +1,50 @@
+"""The installed package, not the source tree: a wheel built from the repository ships every file phf reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(str(p.relative_to(ROOT / "src" / "phf")) for p in (ROOT / "src" / "phf" / "configs").rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts)
+
+# Loads every recipe of every shipped task, reads its prompts and red-team template as the commands do,
+# and lists the package's configs files, from a folder that holds only the installed wheel.
+CHECK = """
+import json
+from phf.config import CONFIG_DIR, load_config, methods_of
+from phf.redteam.run import template_path
+from phf.redteam.template import Template
+from phf.sampling.generate import read_prompts
+for task in sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir()):
+    for method in methods_of(task):
+        cfg = load_config(task, method)
+        assert read_prompts(cfg.evaluation.prompts), task
+        Template.load(template_path(cfg))
+print(json.dumps({"configs": str(CONFIG_DIR), "files": sorted(str(p.relative_to(CONFIG_DIR.parent))
+      for p in CONFIG_DIR.rglob("*") if p.is_file())}))
+"""
+
+
+def test_the_wheel_ships_every_file_phf_reads(tmp_path):
+    source = tmp_path / "source"  # a copy, so that building leaves no build/ or egg-info in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
+                   check=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("phf-*.whl")
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["configs"].startswith(str(tmp_path / "site")), result["configs"]  # the wheel, not the checkout
+    assert result["files"] == SHIPPED
