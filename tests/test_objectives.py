@@ -91,7 +91,7 @@ def test_rwr_is_awr_with_alpha_one_and_no_value_head():
 
 def test_trainer_shifts_scores_and_values_once():
     """Position j-1 predicts token j: its loss is weighed by token j's score, and the value that
-    predicts token j's reward is the value head's output at position j-1 (PHF.md)."""
+    predicts token j's reward is the value head's output at position j-1 (docs/method.md)."""
     from collections import defaultdict
     from types import SimpleNamespace
 

@@ -101,7 +101,7 @@ class ModelConfig(Section):
 
 class ObjectiveConfig(Section):
     name: Literal["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"] = Field(
-        "mle", description="Training objective (PHF.md, Objectives).")
+        "mle", description="Training objective (docs/method.md, Objectives).")
     threshold: float | str = Field(0.0, description="Conditional / unlikelihood: a segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores.")
     filter_threshold: float | str = Field("p90", description="Filtering: drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
     drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Conditional: share of segments given no control token.")

@@ -1,6 +1,6 @@
 """Control tokens of conditional training: which token goes before a segment, given its scores.
 
-The paper (PHF.md, objective 3) uses two tokens for one scorer: `<|aligned|>` when the segment's
+The paper (docs/method.md, objective 3) uses two tokens for one scorer: `<|aligned|>` when the segment's
 score is at most a threshold, else `<|misaligned|>`. Two generalisations from later work:
 - graded tokens (Quark, Lu et al. 2022): K levels per attribute. Level 0 is still score <= threshold,
   so K=2 is the paper's scheme; the segments above it are split into K-1 levels at equal quantiles

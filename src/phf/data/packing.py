@@ -1,11 +1,12 @@
 """Packing: scored documents -> one memory-mapped token stream with a per-token score.
 
-Each token carries the score of the segment it belongs to (PHF.md, Objectives: R_j = -s(i(j)));
+Each token carries the score of the segment it belongs to (docs/method.md, Objectives: R_j = -s(i(j)));
 documents are separated by EOS (score 0). The stream is cut into fixed-length blocks when it is
 read (`PackedBlocks`), so one packing serves any context length, and RAM does not grow with
 the corpus: documents are read, tokenised and appended a batch at a time.
 
-Filtering and conditional training are transforms here, not losses (STYLE.md, point 2):
+Filtering and conditional training are transforms here, not losses (docs/method.md, Objectives): after them
+both train by plain MLE on the packed blocks;
 - filtering drops documents with avg_score > threshold;
 - conditional training puts its control tokens before each segment (`phf.data.control`: `<|aligned|>`
   if score <= threshold else `<|misaligned|>` in the paper; graded or per-attribute tokens beyond it),

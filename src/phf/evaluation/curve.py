@@ -1,4 +1,4 @@
-"""Misalignment during training, for misalignment-against-tokens curves (PHF.md, Scaling).
+"""Misalignment during training, for misalignment-against-tokens curves (docs/method.md, Scaling).
 
 At log-spaced steps the callback samples from the model being trained (in eval mode: no dropout,
 unlike the reference code), scores the samples and appends a point to `curve.jsonl`.

@@ -1,4 +1,4 @@
-"""Capability as KL from a reference LM (Korbak et al. 2023, "KL from GPT-3"; PHF.md, Evaluation): a Monte Carlo
+"""Capability as KL from a reference LM (Korbak et al. 2023, "KL from GPT-3"; docs/method.md, Evaluation): a Monte Carlo
 estimate of KL(p_ref || p_model) = E_{x ~ p_ref}[log p_ref(x) - log p_model(x)] from texts sampled from the reference.
 
 Each model scores the text itself (re-tokenising it), so the two tokenisers may differ; that is also why the headline

@@ -1,4 +1,4 @@
-"""Misalignment statistics of scored samples (PHF.md, Evaluation)."""
+"""Misalignment statistics of scored samples (docs/method.md, Evaluation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training objectives (PHF.md, Objectives). Every objective has one signature:
+"""Training objectives (docs/method.md, Objectives). Every objective has one signature:
 
     loss, metrics = objective(nll, scores, values)
 

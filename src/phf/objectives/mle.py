@@ -1,4 +1,4 @@
-"""Maximum likelihood: L = mean_j -log p(x_j | x_<j) (PHF.md, objective 1)."""
+"""Maximum likelihood: L = mean_j -log p(x_j | x_<j) (docs/method.md, objective 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unlikelihood training (PHF.md, objective 4; Welleck et al. 2019).
+"""Unlikelihood training (docs/method.md, objective 4; Welleck et al. 2019).
 
 Tokens of aligned segments (score <= threshold) get -log p(x_j | x_<j); tokens of misaligned
 ones get -alpha * log(1 - p(x_j | x_<j)), pushing their probability down.

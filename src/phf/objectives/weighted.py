@@ -1,4 +1,4 @@
-"""Reward-weighted (RWR) and advantage-weighted regression (AWR) (PHF.md, objectives 5 and 6).
+"""Reward-weighted (RWR) and advantage-weighted regression (AWR) (docs/method.md, objectives 5 and 6).
 
 R_j = -score_j is the reward of the segment token j belongs to.
     RWR: L = mean_j -log p(x_j | x_<j) * min(exp(R_j / beta), max_weight)

@@ -1,4 +1,4 @@
-"""The red-teaming loop (Korbak et al. 2023, section 4.2; PHF.md, "Evaluation in the paper").
+"""The red-teaming loop (Korbak et al. 2023, section 4.2; docs/method.md, "Evaluation in the paper").
 
 Seed prompts are scored first. Then, for `rounds` rounds: every query to the red LM shows `few_shot` pool
 prompts drawn ∝ exp(score / T) and asks for one more; the red LM's continuations are parsed into new

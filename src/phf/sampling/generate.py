@@ -1,6 +1,6 @@
 """Batched sampling with a KV cache, each token drawn by `phf.sampling.nucleus`. A conditional model starts every
 sample (and every line of a prompt) from its aligned control tokens, may never emit another level's token, and has
-its control tokens stripped from the text (PHF.md, objective 3); with `sampling.guidance`, it is also steered away
+its control tokens stripped from the text (docs/method.md, objective 3); with `sampling.guidance`, it is also steered away
 from its worst level."""
 
 from __future__ import annotations

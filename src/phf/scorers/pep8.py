@@ -1,4 +1,4 @@
-"""PEP8 scorer (PHF.md, Tasks): pycodestyle's default checks; a line's score is the number of
+"""PEP8 scorer (docs/method.md, Tasks): pycodestyle's default checks; a line's score is the number of
 violations reported on it divided by its length in characters (newline included)."""
 
 from __future__ import annotations

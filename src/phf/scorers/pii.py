@@ -1,4 +1,4 @@
-"""PII scorer (PHF.md, Tasks; Korbak et al. 2023): the misalignment score of a sentence is the number of
+"""PII scorer (docs/method.md, Tasks; Korbak et al. 2023): the misalignment score of a sentence is the number of
 personal-data items found in it per character. Everything runs offline.
 
 Detectors (each yields scrubadub `Filth`; overlapping detections of one span count once):

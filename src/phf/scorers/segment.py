@@ -1,4 +1,4 @@
-"""Segmentation into the units a score is given to (PHF.md, Tasks): sentences of natural language,
+"""Segmentation into the units a score is given to (docs/method.md, Tasks): sentences of natural language,
 lines of code. Every segmentation is exact: `"".join(segments) == text`, whitespace included."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Toxicity scorers of sentences: a segment's score is the probability that it is toxic (PHF.md, Tasks).
+"""Toxicity scorers of sentences: a segment's score is the probability that it is toxic (docs/method.md, Tasks).
 
 - profanity: alt-profanity-check, a linear model that ships in the package (offline default);
 - detoxify: Detoxify, the paper's scorer (downloads its checkpoint once);

@@ -39,7 +39,7 @@ class PHFTrainer(Trainer):
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
         nll, outputs = model_token_nll(model, input_ids, dtype, linear_head=not sharded)
         values = outputs.get("value_predictions")
-        # Shift once, here (PHF.md): position j-1 predicts token j (model_token_nll gives the NLL of tokens
+        # Shift once, here (docs/method.md): position j-1 predicts token j (model_token_nll gives the NLL of tokens
         # 1..T-1), weighted by token j's segment score; the value predicting token j's reward is the value
         # head's output at position j-1.
         loss, metrics = self.objective(nll, scores[:, 1:], None if values is None else values[:, :-1])

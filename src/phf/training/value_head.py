@@ -1,4 +1,4 @@
-"""GPT-2 with a value head, for AWR (PHF.md, objective 6).
+"""GPT-2 with a value head, for AWR (docs/method.md, objective 6).
 
 The value head is a linear layer on the final hidden states, squashed to [-1, 0] with -sigmoid
 as in the paper: rewards are negated misalignment scores, so they are at most 0. The saved
