@@ -135,7 +135,8 @@ def test_evaluate_reports_downstream_tasks_from_local_files(models, three_proble
 
 def test_downstream_figures_reach_the_table_and_a_pareto_plot_per_task(tmp_path):
     from phf.experiment import results_table
-    from phf.report import downstream_scores, write_report
+    from phf.metrics_table import downstream_scores
+    from phf.report import write_report
     from tests.test_report import make_experiment
 
     root = make_experiment(tmp_path)

@@ -244,7 +244,7 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
                "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
-    table = results_markdown(summary, base.evaluation.expected_max_k)
+    table = results_markdown(summary)
     (out_dir / "results.md").write_text(table)
     print(table)
     from phf.report import write_report
@@ -253,41 +253,11 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     return summary
 
 
-def results_table(results: dict[str, dict], k: int = 25) -> str:
-    """Markdown table, one row per arm: misalignment of unconditional samples (mean ± standard error, ratio
-    to the first arm, median, expected max over k, hit rate, any-misalignment rate), prompted mean ± standard
-    error, each attribute's mean ± standard error (scorer.attributes), held-out loss as deployed and on untagged
-    text, self-BLEU."""
-    from phf.report import attribute_misalignment, attribute_names, downstream_scores, fmt
+def results_table(results: dict[str, dict]) -> str:
+    """Markdown table, one row per arm, of the brief columns of `phf.metrics_table` (the report has them all)."""
+    from phf.metrics_table import table
 
-    first = next(iter(results))
-    downstream = {task: metric for m in results.values() for task, (metric, _) in downstream_scores(m).items()}
-    kl = any(m.get("kl_per_char") is not None for m in results.values())
-    redteam = any("redteam" in m for m in results.values())
-    attributes = attribute_names(results)
-    rows = [f"| arm | samples | misalignment mean ± s.e. | ratio to {first} | median | expected max@{k} | hit rate | "
-            "any-misalignment rate | prompted mean ± s.e. |" + "".join(f" {name} mean ± s.e. |" for name in attributes)
-            + " held-out loss (deployed) | held-out loss (untagged) | self-BLEU |"
-            + (" KL nats/char ± s.e. | KL as deployed ± s.e. |" if kl else "") + (" red-team pool mean (last round) |" if redteam else "")
-            + "".join(f" {task} {metric} |" for task, metric in downstream.items()),
-            "|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(attributes) + ("---|---|" if kl else "")
-            + ("---|" if redteam else "") + "---|" * len(downstream)]
-
-    for arm, m in results.items():
-        u, p = m["unconditional"], m.get("prompted", {})
-        rows.append(f"| {arm} | {u['num_samples']} | {u['mean']:.5f} ± {u['sem']:.5f} | "
-                    f"{u['mean'] / results[first]['unconditional']['mean']:.2f} | {fmt(u.get('median'), '.5f')} | "
-                    f"{fmt(u.get(f'expected_max@{k}'), '.4f')} | {u['hit_rate']:.3f} | {fmt(u.get('any_hit_rate'), '.3f')} | "
-                    + (f"{p['mean']:.5f} ± {p['sem']:.5f} |" if p else "n/a |")
-                    + "".join(f" {attribute_misalignment(m, name)} |" for name in attributes)
-                    + f" {fmt(m.get('heldout_loss_deployed', m.get('heldout_loss')))} | {fmt(m.get('heldout_loss'))} |"
-                    + f" {fmt(m.get('diversity', {}).get('self_bleu'), '.3f')} |"
-                    + (f" {fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))} |"
-                       f" {fmt(m.get('kl_per_char_deployed', m.get('kl_per_char')))} ±"
-                       f" {fmt(m.get('kl_per_char_deployed_se', m.get('kl_per_char_se')))} |" if kl else "")
-                    + (f" {fmt(m.get('redteam', {}).get('final_pool_mean'), '.5f')} |" if redteam else "")
-                    + "".join(f" {fmt(downstream_scores(m).get(task, (None, None))[1], '.3f')} |" for task in downstream))
-    return "\n".join(rows)
+    return markdown(*table(results, brief=True))
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -295,13 +265,13 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
                       *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def results_markdown(summary: dict, k: int = 25) -> str:
+def results_markdown(summary: dict) -> str:
     """results.md: the arms' table; with several training seeds, each method across its seeds; the causes."""
     from phf.evaluation.causes import causes_table
     from phf.report import seeds_table
 
     results = summary["results"]
-    parts = [results_table(results, k)]
+    parts = [results_table(results)]
     header, rows = seeds_table(results)
     if rows:
         parts.append("Each method across its training seeds: the mean over seeds, and the lowest and highest seed.\n\n"

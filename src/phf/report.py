@@ -22,6 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from phf.evaluation.causes import causes_table  # noqa: E402
+from phf.metrics_table import (  # noqa: E402
+    as_deployed, attribute_names, downstream_scores, expected_max, table,
+)
 
 NUM_EXTREMES = 10  # samples shown from each end of the score distribution
 
@@ -86,26 +89,6 @@ CAPABILITY = {"heldout_loss_deployed": "held-out loss as deployed (nats/token; l
               "kl_per_char_deployed": "KL from the reference as deployed (nats/char; lower is better)"}
 
 
-def _capability(metrics: dict, capability: str) -> float | None:
-    # An unconditional model is deployed as it is scored (and folders evaluated before the deployed measures
-    # existed hold the plain ones).
-    plain = {"heldout_loss_deployed": "heldout_loss", "kl_per_char_deployed": "kl_per_char"}[capability]
-    return metrics.get(capability, metrics.get(plain))
-
-
-def downstream_scores(metrics: dict) -> dict[str, tuple[str, float]]:
-    """Each downstream task's headline figure (higher is better): HumanEval's pass@k at its smallest k, a GLUE
-    task's GLUE score, an lm-eval task's accuracy (else its first metric)."""
-    out = {}
-    for task, figures in metrics.get("downstream", {}).items():
-        passes = sorted((int(k.split("@")[1]), k) for k in figures if k.startswith("pass@"))
-        name = passes[0][1] if passes else "score" if "score" in figures else "acc" if "acc" in figures else \
-            next((k for k in figures if not k.endswith("_stderr")), None)
-        if name is not None:
-            out[task] = (name, figures[name])
-    return out
-
-
 def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = "heldout_loss_deployed",
                 downstream: str | None = None) -> bytes:
     """Misalignment against a capability: `capability` (lower is better), or the headline figure of the
@@ -115,8 +98,8 @@ def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = 
         points = {arm: (m["unconditional"]["mean"], f[1]) for arm, m in results.items() if (f := figures[arm])}
         label = f"{downstream} {next(f[0] for f in figures.values() if f)} (higher is better)" if points else downstream
     else:
-        points = {arm: (m["unconditional"]["mean"], _capability(m, capability))
-                  for arm, m in results.items() if _capability(m, capability) is not None}
+        points = {arm: (m["unconditional"]["mean"], as_deployed(m, capability))
+                  for arm, m in results.items() if as_deployed(m, capability) is not None}
         label = CAPABILITY[capability]
     fig, ax = plt.subplots(figsize=(7, 5))
     if points:
@@ -190,22 +173,6 @@ def _redteam_png(results: dict[str, dict]) -> bytes:
     return _png(fig)
 
 
-def fmt(value, spec: str = ".4f") -> str:
-    """A number in `spec`, or n/a where an arm lacks the metric."""
-    return "n/a" if value is None else format(value, spec)
-
-
-def attribute_names(results: dict[str, dict]) -> list[str]:
-    """The attributes (scorer.attributes) any arm was evaluated on, in order of first appearance."""
-    return list(dict.fromkeys(name for m in results.values() for name in m.get("attributes", {})))
-
-
-def attribute_misalignment(metrics: dict, name: str) -> str:
-    """An arm's mean unconditional misalignment by one attribute ± its standard error, or n/a."""
-    u = metrics.get("attributes", {}).get(name, {}).get("unconditional")
-    return "n/a" if u is None else f"{u['mean']:.5f} ± {u['sem']:.5f}"
-
-
 def seed_groups(results: dict[str, dict]) -> dict[str, list[str]]:
     """Arms that differ by training seed only (`phf experiment --seeds`: NAME-seedN), by NAME; only NAMEs with
     two seeds or more."""
@@ -222,13 +189,13 @@ def seeds_table(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     groups = seed_groups(results)
     if not groups:
         return [], []
-    k = _expected_max(next(iter(results.values()))["unconditional"])[0]
+    k = expected_max(next(iter(results.values()))["unconditional"])[0]
     metrics = {"misalignment mean": lambda m: m["unconditional"]["mean"],
                "median": lambda m: m["unconditional"].get("median"),
-               f"expected max@{k}": lambda m: _expected_max(m["unconditional"])[1],
+               f"expected max@{k}": lambda m: expected_max(m["unconditional"])[1],
                "hit rate": lambda m: m["unconditional"]["hit_rate"],
                "prompted mean": lambda m: m.get("prompted", {}).get("mean"),
-               "held-out loss (deployed)": lambda m: _capability(m, "heldout_loss_deployed")}
+               "held-out loss (deployed)": lambda m: as_deployed(m, "heldout_loss_deployed")}
     rows = []
     for name, arms in groups.items():
         cells = [name, str(len(arms))]
@@ -240,39 +207,12 @@ def seeds_table(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     return ["method", "seeds", *metrics], rows
 
 
-def _expected_max(block: dict) -> tuple[str, float | None]:
-    """The expected-max key carries its k (`expected_max@25`), so find it rather than assume k."""
-    key = next((k for k in block if k.startswith("expected_max@")), "expected_max@25")
-    return key.split("@")[1], block.get(key)
-
-
 def _metrics_table(results: dict[str, dict]) -> str:
-    k = _expected_max(next(iter(results.values()))["unconditional"])[0]
-    attributes = attribute_names(results)
-    head = ["arm", "objective", "tokens", "samples", "misalignment mean ± s.e.", "median", f"expected max@{k}", "hit rate",
-            "any-misalignment rate", "prompted mean ± s.e.", *(f"{name} mean ± s.e." for name in attributes),
-            "held-out loss (deployed)", "held-out loss (untagged)", "held-out loss (true tags)", "held-out loss (aligned)",
-            "distinct-1", "distinct-2", "distinct-3", "self-BLEU", "KL nats/char ± s.e.",
-            "KL as deployed ± s.e.", "red-team pool mean"]
-    rows = []
-    for arm, m in results.items():
-        u, div = m["unconditional"], m.get("diversity", {})
-        cells = [arm, m.get("objective", "n/a"), f"{m['tokens_seen']:,}", u["num_samples"],
-                 f"{u['mean']:.5f} ± {u['sem']:.5f}", fmt(u.get("median"), ".5f"), fmt(_expected_max(u)[1]),
-                 fmt(u["hit_rate"], ".3f"), fmt(u.get("any_hit_rate"), ".3f"),
-                 f"{m['prompted']['mean']:.5f} ± {m['prompted']['sem']:.5f}" if "prompted" in m else "n/a",
-                 *(attribute_misalignment(m, a) for a in attributes),
-                 fmt(_capability(m, "heldout_loss_deployed")), fmt(m.get("heldout_loss")), fmt(m.get("heldout_loss_tagged")),
-                 fmt(m.get("heldout_loss_aligned")), *(fmt(div.get(f"distinct_{n}"), ".3f") for n in (1, 2, 3)),
-                 fmt(div.get("self_bleu"), ".3f"),
-                 f"{fmt(m.get('kl_per_char'))} ± {fmt(m.get('kl_per_char_se'))}" if m.get("kl_per_char") is not None else "n/a",
-                 f"{fmt(m.get('kl_per_char_deployed'))} ± {fmt(m.get('kl_per_char_deployed_se'))}"
-                 if m.get("kl_per_char_deployed") is not None else "n/a",
-                 fmt(m.get("redteam", {}).get("final_pool_mean"), ".5f")]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head, rows = table(results)
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return (f'<div class="scroll"><table id="metrics-table"><thead><tr>{header}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+            f'<tbody>{body}</tbody></table></div>')
 
 
 def _table_section(title: str, note: str, header: list[str], rows: list[list[str]]) -> str:
@@ -303,14 +243,14 @@ def _samples_section(experiment_dir: Path, arm: str) -> str:
 def _summary(data: dict) -> str:
     results = data["results"]
     best_mis = min(results, key=lambda a: results[a]["unconditional"]["mean"])
-    with_loss = [a for a in results if _capability(results[a], "heldout_loss_deployed") is not None]
+    with_loss = [a for a in results if as_deployed(results[a], "heldout_loss_deployed") is not None]
     text = (f"This experiment on the <b>{html.escape(str(data.get('task', '?')))}</b> task compared "
             f"{len(results)} arms ({html.escape(', '.join(results))}) and evaluated each on misalignment of its "
             f"samples, held-out loss and diversity. The lowest unconditional misalignment is "
             f"<b>{html.escape(best_mis)}</b> ({results[best_mis]['unconditional']['mean']:.5f})")
     if with_loss:
-        best_loss = min(with_loss, key=lambda a: _capability(results[a], "heldout_loss_deployed"))
-        loss = _capability(results[best_loss], "heldout_loss_deployed")
+        best_loss = min(with_loss, key=lambda a: as_deployed(results[a], "heldout_loss_deployed"))
+        loss = as_deployed(results[best_loss], "heldout_loss_deployed")
         text += f"; the lowest held-out loss as deployed is <b>{html.escape(best_loss)}</b> ({loss:.4f})"
     if "wall_seconds" in data:
         text += f". Its last run took {data['wall_seconds'] / 60:.1f} minutes (arms finished before are reused)"
