@@ -16,8 +16,8 @@ Where the previous segment ends a line, the tags go before its newline token rat
 (`x = f(a,<|aligned|>\n      b)`): the newline and the next line's indentation stay together, as in
 untagged code. After a tag, a model would have to write the indentation without the newline beside it;
 a small model then breaks continuation lines (at 1M tokens of the pep8 task, E128 "continuation line
-under-indented" fell from 6.1 to 3.4 per 1,000 characters of samples, against 2.8 for MLE: README,
-How phf implements the method). The tags still come before every token of their segment.
+under-indented" fell from 6.1 to 3.4 per 1,000 characters of samples, against 2.8 for MLE: docs/method.md,
+How phf implements it). The tags still come before every token of their segment.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from phf.data.control import ATTRIBUTE_SCORES, ControlScheme, resolve
 from phf.data.scoring import read_scored, scored_files
+from phf.errors import PHFError
 
 
 PACKING_VERSION = 2  # 2: tags before the previous line's newline; packings of other versions are not reused
@@ -162,7 +163,7 @@ def _pack(data_dir: Path, split: str, tokenizer, transform: Transform, out_dir: 
                 stats["tokens"] += len(ids_arr)
                 stats["aligned_tokens"] += int((scores_arr <= aligned_bound).sum())
     if stats["tokens"] == 0:
-        raise ValueError(f"packing {split} produced no tokens (every document filtered out?)")
+        raise PHFError(f"packing {split} produced no tokens (every document filtered out?)")
     for name in ("tokens.bin", "scores.bin"):
         os.replace(out_dir / f"{name}.tmp", out_dir / name)
     meta = {**stats, "split": split, "dtype": np.dtype(dtype).name, "transform": asdict(transform),
@@ -181,7 +182,7 @@ class PackedBlocks(torch.utils.data.Dataset):
         self.block_size = block_size
         self._tokens = self._scores = None
         if len(self) == 0:
-            raise ValueError(f"{self.dir} holds {self.meta['tokens']} tokens: fewer than one block of {block_size}")
+            raise PHFError(f"{self.dir} holds {self.meta['tokens']} tokens: fewer than one block of {block_size}")
 
     def __len__(self) -> int:
         return self.meta["tokens"] // self.block_size
