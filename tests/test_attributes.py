@@ -11,6 +11,7 @@ import phf.data.scoring as scoring
 from phf.config import ScorerConfig
 from phf.data.corpus import Record
 from phf.data.scoring import read_scored, score_corpus, scored_attributes
+from phf.errors import PHFError
 from phf.evaluation.evaluate import evaluate
 from phf.evaluation.metrics import misalignment
 from phf.experiment import results_table
@@ -89,7 +90,7 @@ def test_segments_and_scores_are_the_primarys_and_no_attributes_keeps_the_paper_
 def test_resume_with_other_attributes_is_refused(scored, tmp_path):
     data_dir, _ = scored
     corpus = write_docs(tmp_path / "docs.jsonl")
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(PHFError, match="other settings"):
         score_corpus(config(corpus, f"scorer.attributes=[{ATTRIBUTES[0]}]"), data_dir)
 
 

@@ -36,6 +36,31 @@ def test_bad_input_gives_one_line_errors(tmp_path):
     assert "0 < FRACTION < 1" in error_of(["experiment", "--finetune", "conditional@1.5", "--output", str(tmp_path)])
 
 
+def test_only_phf_errors_become_one_line_errors(monkeypatch, tmp_path):
+    """A PHFError is about the user's input: one line, exit status 1. Any other exception is a bug in phf and keeps
+    its traceback, a ValueError or FileNotFoundError of an internal check too."""
+    import phf.cli
+    from phf.errors import PHFError
+
+    for bug in (ValueError("an internal check failed"), FileNotFoundError("phf's own file"), KeyError("key")):
+        def broken(a, bug=bug):
+            raise bug
+        monkeypatch.setattr(phf.cli, "cmd_score", broken)
+        with pytest.raises(type(bug)) as raised:
+            main(["score"])
+        assert raised.value is bug
+
+    def refused(a):
+        raise PHFError("--shard two: expected i/N, e.g. 0/4")
+    monkeypatch.setattr(phf.cli, "cmd_score", refused)
+    assert error_of(["score"]) == "phf score: error: --shard two: expected i/N, e.g. 0/4"
+    # the whole command, as a shell sees it
+    done = subprocess.run([sys.executable, "-m", "phf.cli", "sample", "--model", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"phf sample: error: no model in {tmp_path / 'nope'}")
+
+
 def test_malformed_prompt_line_is_named(tmp_path, data_dir):
     from tests.conftest import tiny_config
     from phf.training.train import train

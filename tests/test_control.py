@@ -15,6 +15,7 @@ from phf.data.packing import Transform, pack
 from phf.data.prepare import prepare_tokenizer
 from phf.data.scoring import SCHEMA, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
+from phf.errors import PHFError
 from phf.lm import LocalLM
 from phf.sampling.generate import context_ids, _left_padded, load_model, sample
 from phf.sampling.guidance import MisalignedGuidance
@@ -80,7 +81,7 @@ def test_several_attributes_put_one_token_per_attribute_before_each_segment(tmp_
                     "<|pep8=1|><|pii=0|>worse  line\n<|endoftext|>"
                     "<|pep8=0|><|pii=0|>fine<|pep8=0|><|pii=1|>\nok\n<|endoftext|>")
     (tmp_path / "scored" / "info.json").write_text(json.dumps({"scorer": {"attributes": ["profanity"]}}))
-    with pytest.raises(ValueError, match="holds no pii scores: score the corpus with scorer.attributes"):
+    with pytest.raises(PHFError, match="holds no pii scores: score the corpus with scorer.attributes"):
         build_scheme(cfg, tmp_path)
 
 
@@ -192,7 +193,7 @@ def test_guidance_is_l_aligned_plus_w_times_the_difference_also_for_left_padded_
 def test_guidance_needs_a_conditional_model(data_dir, tmp_path):
     cfg = tiny_config("mle", "training.num_tokens=256")
     loaded = load_model(train(cfg, data_dir, tmp_path))
-    with pytest.raises(ValueError, match="needs a model trained with conditional training"):
+    with pytest.raises(PHFError, match="needs a model trained with conditional training"):
         sample(loaded, cfg.sampling.model_copy(update={"guidance": 1.0}), [""])
 
 
@@ -252,7 +253,7 @@ def test_untagged_sampling_gives_no_control_token_and_allows_none(graded_model):
     rows = generated_rows(loaded)
     sample(loaded, untagged, ["", "x = 1\n"])
     assert rows and not any(set(every_tag) & set(row) for row in rows)  # neither in the context nor sampled
-    with pytest.raises(ValueError, match="guidance .* needs sampling.tags=aligned"):
+    with pytest.raises(PHFError, match="guidance .* needs sampling.tags=aligned"):
         sample(loaded, untagged.model_copy(update={"guidance": 1.0}), [""])
 
 
@@ -262,5 +263,5 @@ def test_an_untagged_local_lm_scores_and_samples_without_control_tokens(graded_m
     assert untagged.context == [untagged.loaded.tokenizer.eos_token_id] and len(tagged.context) == 2
     assert untagged.log_likelihood(["x = 1\n"])[0].logprob != pytest.approx(tagged.log_likelihood(["x = 1\n"])[0].logprob)
     assert len(untagged.generate(["", "def f():\n"], max_new_tokens=4)) == 2
-    with pytest.raises(ValueError, match="needs sampling.tags=aligned"):
+    with pytest.raises(PHFError, match="needs sampling.tags=aligned"):
         LocalLM(model_dir, guidance=1.0, tags="none")

@@ -10,6 +10,7 @@ import pytest
 from phf.config import ScorerConfig
 from phf.data.corpus import Corpus, CorpusError, read_hub
 from phf.data.scoring import read_scored, score_corpus
+from phf.errors import PHFError
 from phf.scorers import Segmenter, get_scorer
 from tests.conftest import scoring_config
 
@@ -92,12 +93,12 @@ def test_already_scored_records_are_kept_as_they_are(tmp_path):
 
 
 def test_custom_scorer_errors_are_clear():
-    with pytest.raises(ValueError, match="cannot import 'no_such_module'"):
+    with pytest.raises(PHFError, match="cannot import 'no_such_module'"):
         get_scorer(ScorerConfig(name="no_such_module:f"))
-    with pytest.raises(ValueError, match="has no callable 'nope'"):
+    with pytest.raises(PHFError, match="has no callable 'nope'"):
         get_scorer(ScorerConfig(name="tests.test_corpus:nope"))
     wrong = get_scorer(ScorerConfig(name="tests.test_corpus:wrong_length"))
-    with pytest.raises(ValueError, match="returned 1 scores for 2 texts"):
+    with pytest.raises(PHFError, match="returned 1 scores for 2 texts"):
         wrong.score_texts(["a", "b"])
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from phf.errors import PHFError
 from phf.training.train import micro_batches, train
 from tests.conftest import TINY, tiny_config
 
@@ -79,7 +80,7 @@ def test_the_effective_batch_is_kept_whatever_the_number_of_processes():
     assert split(2) == (2, 1)  # a micro-batch larger than a process's share of the batch is lowered to it
     assert split(2, "training.micro_batch_size=1") == (1, 2)
     assert split(4, "training.batch_size=32", "training.micro_batch_size=2") == (2, 4)
-    with pytest.raises(ValueError, match=r"multiple of the number of processes \(3\)"):
+    with pytest.raises(PHFError, match=r"multiple of the number of processes \(3\)"):
         split(3)
-    with pytest.raises(ValueError, match=r"micro_batch_size \(3\) must divide .* = 4\)"):
+    with pytest.raises(PHFError, match=r"micro_batch_size \(3\) must divide .* = 4\)"):
         split(2, "training.batch_size=8", "training.micro_batch_size=3")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from phf.config import ConfigError
 from phf.data.corpus import Corpus
 from phf.data.scoring import read_scored, score_corpus
+from phf.errors import PHFError
 from phf.training.run_folder import last_checkpoint
 from phf.training.train import train
 from tests.conftest import TINY, scoring_config, tiny_config, write_corpus
@@ -205,7 +206,7 @@ def test_a_failed_scoring_run_does_not_block_the_corrected_one(tmp_path, monkeyp
         score_corpus(scoring_config(root, "scorer.name=no_such_module:score"), tmp_path / "d")
     score_corpus(scoring_config(root), tmp_path / "d")  # the same folder, the right scorer
     # finished shards, then a failure the settings cause: the retry with other settings replaces them
-    with pytest.raises(ValueError, match="heldout split .* is empty"):
+    with pytest.raises(PHFError, match="heldout split .* is empty"):
         score_corpus(scoring_config(root, "data.heldout_fraction=0.001"), tmp_path / "e")
     report = score_corpus(scoring_config(root), tmp_path / "e")
     assert report["train"]["documents"] + report["heldout"]["documents"] == 8
@@ -384,7 +385,7 @@ def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(
     (nl / "scored").mkdir(parents=True)
     info = json.loads((data_dir / "scored" / "info.json").read_text())
     (nl / "scored" / "info.json").write_text(json.dumps({**info, "scorer": {**info["scorer"], "name": "pii"}}))
-    with pytest.raises(ValueError, match="scored with 'pii', the model's config uses 'pep8'"):
+    with pytest.raises(PHFError, match="scored with 'pii', the model's config uses 'pep8'"):
         evaluate(model_dir, cfg, tmp_path / "on-nl", nl)
 
 
@@ -430,5 +431,5 @@ def test_a_model_that_is_not_gpt2_samples_and_one_without_positions_is_named(dat
     tokenizer.save_pretrained(tmp_path / "llama")
     main(["sample", "--model", str(tmp_path / "llama"), "-n", "2", "--output", str(tmp_path / "s.jsonl"), *TINY])
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 2
-    with pytest.raises(ValueError, match="cannot tell the context window of a SimpleNamespace"):
+    with pytest.raises(PHFError, match="cannot tell the context window of a SimpleNamespace"):
         context_window(SimpleNamespace())

@@ -20,6 +20,7 @@ import torch
 
 from phf.cli import main
 from phf.data.tokenizer import ALIGNED
+from phf.errors import PHFError
 from phf.lm import LMError, LocalLM, OpenAICompatibleLM, TextLogProb, load_lm
 from phf.lm.local import windows
 from phf.lm.server import start_server
@@ -293,7 +294,7 @@ def test_load_lm_specs(model_dir):
     assert isinstance(remote, OpenAICompatibleLM) and remote.name == "llama-3-8b@http://127.0.0.1:8000/v1"
     assert isinstance(load_lm(str(model_dir)), LocalLM)
     for bad in ["openai:llama", "openai:@http://127.0.0.1:8000/v1", "openai:m@127.0.0.1:8000"]:
-        with pytest.raises(ValueError, match="expected openai:MODEL@BASE_URL"):
+        with pytest.raises(PHFError, match="expected openai:MODEL@BASE_URL"):
             load_lm(bad)
 
 

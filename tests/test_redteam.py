@@ -11,6 +11,7 @@ import pytest
 
 from phf.cli import main
 from phf.config import CONFIG_DIR, load_config
+from phf.errors import PHFError
 from phf.lm.base import LanguageModel
 from phf.redteam import Candidate, Template, draw_examples, pool_probabilities, pool_temperature, run_redteam
 from tests.test_cli import error_of
@@ -79,7 +80,7 @@ def test_python_signature_template_renders_and_parses():
 def test_malformed_templates_are_named(tmp_path, text, message):
     path = tmp_path / "t.txt"
     path.write_text(text)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PHFError, match=message):
         Template.load(path)
 
 
@@ -155,7 +156,7 @@ def test_the_command_explains_itself():
 
 def test_a_missing_template_is_a_clear_error_before_any_sampling(tmp_path):
     cfg = redteam_config(f"redteam.template={tmp_path / 'nope.txt'}")
-    with pytest.raises(FileNotFoundError, match="red-teaming template not found: .*nope.txt"):
+    with pytest.raises(PHFError, match="red-teaming template not found: .*nope.txt"):
         run_redteam(EchoTarget(), ScriptedRedLM(), BangScorer(), cfg, ["a"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert "red-teaming template not found" in error_of(["redteam", "--model", str(tmp_path), "--task", "toxicity",

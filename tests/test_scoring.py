@@ -7,6 +7,7 @@ import pytest
 
 from phf.data.corpus import split_of
 from phf.data.scoring import merge_scored, read_scored, score_corpus
+from phf.errors import PHFError
 from tests.conftest import scoring_config, write_corpus
 
 
@@ -51,7 +52,7 @@ def test_killed_run_resumes_without_rescoring_losing_or_duplicating(tmp_path):
 def test_resume_with_other_settings_is_refused(tmp_path):
     root = write_corpus(tmp_path / "c", 8)
     score_corpus(scoring_config(root), tmp_path / "d")
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(PHFError, match="other settings"):
         score_corpus(scoring_config(root, "data.heldout_fraction=0.5"), tmp_path / "d")
 
 
@@ -69,7 +70,7 @@ def test_parts_scored_apart_and_merged_equal_one_run(tmp_path):
     whole = score_corpus(scoring_config(root), tmp_path / "whole")
     for i in range(3):
         score_corpus(scoring_config(root), tmp_path / f"part{i}", part=(i, 3))
-    with pytest.raises(ValueError, match=r"parts \[2\] of 3 are missing"):
+    with pytest.raises(PHFError, match=r"parts \[2\] of 3 are missing"):
         merge_scored([tmp_path / "part0", tmp_path / "part1"], tmp_path / "incomplete")
     merged = merge_scored([tmp_path / f"part{i}" for i in range(3)], tmp_path / "merged")
     def rows(data_dir, split):
@@ -78,7 +79,7 @@ def test_parts_scored_apart_and_merged_equal_one_run(tmp_path):
     for split in ("train", "heldout"):
         assert merged[split]["documents"] == whole[split]["documents"]
         assert rows(tmp_path / "merged", split) == rows(tmp_path / "whole", split)
-    with pytest.raises(ValueError, match="other settings"):  # an unsharded run cannot mix into merged parts
+    with pytest.raises(PHFError, match="other settings"):  # an unsharded run cannot mix into merged parts
         score_corpus(scoring_config(root), tmp_path / "merged")
 
 
@@ -95,5 +96,5 @@ def test_signature_prompts_are_distinct_dedented_defs_of_the_heldout_split(tmp_p
     assert len(set(prompts)) == 4 and heldout_signatures(tmp_path / "data", 4, seed=0) == prompts
     assert all(p.startswith(("def top", "async def method")) for p in prompts)
     assert all(p.endswith("(a,\n         b):\n") for p in prompts if p.startswith("def"))  # whole statements
-    with pytest.raises(ValueError, match="holds .* function signatures"):
+    with pytest.raises(PHFError, match="holds .* function signatures"):
         heldout_signatures(tmp_path / "data", 1000)

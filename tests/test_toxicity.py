@@ -10,6 +10,7 @@ from urllib.error import URLError
 import pytest
 import torch
 
+from phf.errors import PHFError
 from phf.scorers import ScorerUnavailable
 from phf.scorers.segment import Segmenter
 from phf.scorers.toxicity import (
@@ -124,7 +125,7 @@ def test_classifier_multi_label_is_sigmoid(tmp_path):
 
 
 def test_classifier_unknown_label_lists_the_labels(bert):
-    with pytest.raises(ValueError, match="no label 'hate'; its labels: neutral, toxic"):
+    with pytest.raises(PHFError, match="no label 'hate'; its labels: neutral, toxic"):
         ClassifierScorer(Segmenter(), bert, label="hate")
 
 
@@ -133,9 +134,9 @@ def test_classifier_refuses_what_is_not_a_trained_classifier(tmp_path):
 
     GPT2LMHeadModel(GPT2Config(vocab_size=20, n_embd=16, n_layer=1, n_head=2, n_positions=16)).save_pretrained(tmp_path)
     tiny_tokenizer(["<unk>", "<eos>"], eos_token="<eos>").save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="not a trained sequence-classification model.*score.weight"):
+    with pytest.raises(PHFError, match="not a trained sequence-classification model.*score.weight"):
         ClassifierScorer(Segmenter(), str(tmp_path))
-    with pytest.raises(ValueError, match="cannot load"):
+    with pytest.raises(PHFError, match="cannot load"):
         ClassifierScorer(Segmenter(), str(tmp_path / "nowhere"))
 
 
@@ -181,7 +182,7 @@ def test_detoxify_offline_says_what_it_fetched(fake_detoxify, tmp_path):
     message = str(error.value)
     assert "https://github.com/unitaryai/detoxify/releases/download/toxic_original.ckpt" in message
     assert "network once" in message and "scorer.model=/path/to.ckpt" in message and "name resolution" in message
-    with pytest.raises(ValueError, match="neither one of original, unbiased"):
+    with pytest.raises(PHFError, match="neither one of original, unbiased"):
         DetoxifyScorer(Segmenter(), str(tmp_path / "missing.ckpt"))
 
 

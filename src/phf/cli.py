@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from phf.errors import PHFError
+
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
 OVERRIDES_HELP = "config overrides as section.key=value, e.g. training.learning_rate=3e-4 model.n_layer=2"
 
@@ -40,7 +42,7 @@ def cmd_score(a) -> None:
                           _flags(a, corpus="data.corpus", text_field="data.text_field", scorer="scorer.name"))
         index, _, parts = (a.shard or "0/1").partition("/")
         if not (index.isdigit() and parts.isdigit()):
-            raise ValueError(f"--shard {a.shard!r}: expected i/N, e.g. 0/4")
+            raise PHFError(f"--shard {a.shard!r}: expected i/N, e.g. 0/4")
         report = score_corpus(cfg, a.data, (int(index), int(parts)))
     for split, r in report.items():
         print(f"{split}: {r['documents']} documents ({r['prescored']} already scored), {r['segments']} segments, "
@@ -54,15 +56,15 @@ def cmd_train(a) -> None:
     from phf.training.train import train
 
     if a.resume and a.overwrite:
-        raise ValueError("--resume continues the run in the folder, --overwrite deletes it: choose one")
+        raise PHFError("--resume continues the run in the folder, --overwrite deletes it: choose one")
     cfg = load_config(a.task, a.method, a.overrides, _flags(a, init_from="model.init_from"))
     output = a.output or Path("runs") / cfg.objective.name
     again = "phf " + shlex.join(arg for arg in a.argv if arg not in ("--resume", "--overwrite"))
     try:
         model_dir = train(cfg, a.data, output, resume=a.resume, overwrite=a.overwrite)
     except RunFolderInUse as e:
-        raise ValueError(f"{e}. `{again} --resume` continues it; `{again} --overwrite` deletes it and starts over; "
-                         "or choose another --output") from None
+        raise PHFError(f"{e}. `{again} --resume` continues it; `{again} --overwrite` deletes it and starts over; "
+                       "or choose another --output") from None
     except KeyboardInterrupt:
         print(file=sys.stderr)  # past the progress bar's line
         checkpoint = last_checkpoint(output)
@@ -90,7 +92,10 @@ def cmd_sample(a) -> None:
     loaded = load_model(a.model)  # after the prompts: bad input is reported before the slow part
     lines = [json.dumps({"prompt": p, "text": t}) + "\n" for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts))]
     if a.output:
-        Path(a.output).write_text("".join(lines))
+        try:
+            Path(a.output).write_text("".join(lines))
+        except OSError as e:  # no such folder, no permission: the user's path
+            raise PHFError(f"cannot write --output {a.output}: {e.strerror or e}") from None
     else:
         sys.stdout.writelines(lines)
 
@@ -151,7 +156,7 @@ def cmd_redteam(a) -> None:
     cfg = _trained_config(a.model, a.overrides, values) or load_config(a.task, None, a.overrides, values)
     Template.load(template_path(cfg))  # a bad template is reported before any model is loaded
     if not (a.prompts or cfg.evaluation.prompts):
-        raise ValueError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
+        raise PHFError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
     seeds = read_prompts(a.prompts or cfg.evaluation.prompts)
     target = load_lm(a.model, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)  # sampled as configured
     red = load_lm(cfg.redteam.red_lm) if cfg.redteam.red_lm else target
@@ -174,12 +179,12 @@ def cmd_serve(a) -> None:
     from phf.lm.server import make_server
 
     if not 0 <= a.port <= 65535:
-        raise ValueError(f"--port {a.port}: a port is a number from 0 to 65535 (0: any free one)")
+        raise PHFError(f"--port {a.port}: a port is a number from 0 to 65535 (0: any free one)")
     lm = LocalLM(a.model)
     try:
         server = make_server(lm, a.host, a.port)
     except OSError as e:  # port taken, host not ours: one line, like every other bad input
-        raise ValueError(f"cannot listen on {a.host}:{a.port}: {e.strerror or e}") from None
+        raise PHFError(f"cannot listen on {a.host}:{a.port}: {e.strerror or e}") from None
     url = f"http://{a.host}:{server.server_address[1]}/v1"
     print(f"serving {lm.name} at {url} (other commands reach it as openai:{lm.name}@{url}); Ctrl-C stops", flush=True)
     with server:
@@ -352,14 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv  # to print the command that resumes
-    from phf.config import ConfigError
-    from phf.data.corpus import CorpusError
-    from phf.lm import LMError
-    from phf.scorers import ScorerFailed, ScorerUnavailable
-
     try:
         args.func(args)
-    except (ConfigError, CorpusError, FileNotFoundError, ValueError, ScorerUnavailable, ScorerFailed, LMError) as e:
+    except PHFError as e:  # a bad input, said in one line; any other exception is a bug, and keeps its traceback
         sys.exit(f"phf {args.command}: error: {e}")
     except KeyboardInterrupt:  # (phf train says what it kept itself)
         resumes = args.command in ("score", "experiment")

@@ -18,11 +18,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from phf.errors import PHFError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 PERCENTILE = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
 
 
-class ConfigError(ValueError):
+class ConfigError(PHFError):
     """A configuration problem, phrased for the user."""
 
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from phf.data.scoring import ATTRIBUTE_SCORES, read_scored, scored_attributes
 from phf.data.tokenizer import ALIGNED, MISALIGNED
+from phf.errors import PHFError
 
 
 def attribute_names(cfg) -> list[str]:
@@ -102,8 +103,8 @@ def build_scheme(cfg, data_dir: Path) -> ControlScheme:
     scored = scored_attributes(data_dir) if len(attributes) > 1 else []  # the paper's scheme needs `scores` only
     missing = [a for a in attributes[1:] if a not in scored]
     if missing:
-        raise ValueError(f"{data_dir}/scored holds no {', '.join(missing)} scores: score the corpus with "
-                         f"scorer.attributes={cfg.scorer.attributes} (e.g. phf score 'scorer.attributes=[...]')")
+        raise PHFError(f"{data_dir}/scored holds no {', '.join(missing)} scores: score the corpus with "
+                       f"scorer.attributes={cfg.scorer.attributes} (e.g. phf score 'scorer.attributes=[...]')")
     columns = [0, *(1 + scored.index(a) for a in attributes[1:])]
     scores = training_segment_scores(data_dir, columns, len(scored))
     thresholds = [obj.threshold, *(obj.attribute_thresholds[a] for a in attributes[1:])]

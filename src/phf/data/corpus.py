@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from phf.errors import PHFError
+
 SPLITS = ("train", "heldout")
 RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 EMBEDDED = "stdlib"
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
-class CorpusError(ValueError):
+class CorpusError(PHFError):
     """The corpus cannot be read as asked."""
 
 

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from phf.data.corpus import SPLITS, Corpus, CorpusError, Record, split_of
+from phf.errors import PHFError
 from phf.processes import exit_with_parent
 from phf.scorers import ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
 
@@ -179,7 +180,7 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     data, scorer = cfg.data, cfg.scorer
     index, parts = part
     if not 0 <= index < parts:
-        raise ValueError(f"--shard {index}/{parts}: expected i/N with 0 <= i < N")
+        raise PHFError(f"--shard {index}/{parts}: expected i/N with 0 <= i < N")
     corpus = Corpus.from_config(data)
     out = Path(data_dir) / "scored"
     info = {"corpus": corpus.describe(), "fingerprint": corpus.fingerprint(),
@@ -191,8 +192,8 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
             print(f"{out} holds a failed scoring run ({json.loads(failed.read_text())['error']}): replaced")
             shutil.rmtree(out)
         elif _finished_shards(out):  # (a run that failed before finishing a shard left nothing to protect)
-            raise ValueError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
-                             "use another data folder or delete it")
+            raise PHFError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
+                           "use another data folder or delete it")
     # A scorer that cannot load fails here, with its own message, not in a worker.
     get_scorer(scorer)
     get_attribute_scorers(scorer)
@@ -264,20 +265,20 @@ def merge_scored(part_dirs: list[Path], data_dir: Path) -> dict:
     for d in map(Path, part_dirs):
         info_path = d / "scored" / "info.json"
         if not info_path.exists():
-            raise FileNotFoundError(f"{d} holds no scored data ({info_path} missing)")
+            raise PHFError(f"{d} holds no scored data ({info_path} missing)")
         infos[d] = json.loads(info_path.read_text())
     first = next(iter(infos.values()))
     if any(info != first for info in infos.values()):
-        raise ValueError("the parts were scored with different corpora or settings: "
-                         + ", ".join(f"{d}/scored/info.json" for d in infos))
+        raise PHFError("the parts were scored with different corpora or settings: "
+                       + ", ".join(f"{d}/scored/info.json" for d in infos))
     parts = first["parts"]
     done = {p.name for d in infos for p in (d / "scored" / "parts").glob("*of*.json")}
     missing = [i for i in range(parts) if f"{i}of{parts}.json" not in done]
     if missing:
-        raise ValueError(f"parts {missing} of {parts} are missing or unfinished; score them with --shard i/{parts}")
+        raise PHFError(f"parts {missing} of {parts} are missing or unfinished; score them with --shard i/{parts}")
     out = Path(data_dir) / "scored"
     if (out / "info.json").exists() and json.loads((out / "info.json").read_text()) != first:
-        raise ValueError(f"{out} holds a scoring run with other settings; merge into another folder")
+        raise PHFError(f"{out} holds a scoring run with other settings; merge into another folder")
     for sub in (*SPLITS, "parts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for d in infos:
@@ -292,7 +293,7 @@ def merge_scored(part_dirs: list[Path], data_dir: Path) -> dict:
 def scored_files(data_dir: Path, split: str) -> list[Path]:
     files = sorted((Path(data_dir) / "scored" / split).glob("shard-*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no scored {split} data in {data_dir}/scored/{split}; run `phf score` first")
+        raise PHFError(f"no scored {split} data in {data_dir}/scored/{split}; run `phf score` first")
     return files
 
 
@@ -304,7 +305,7 @@ def scored_info(data_dir: Path) -> dict:
     """The corpus and scorer settings a scored folder was scored with."""
     path = Path(data_dir) / "scored" / "info.json"
     if not path.exists():
-        raise FileNotFoundError(f"no scored data in {data_dir} ({path} missing); run `phf score` first")
+        raise PHFError(f"no scored data in {data_dir} ({path} missing); run `phf score` first")
     return json.loads(path.read_text())
 
 

@@ -10,6 +10,8 @@ from typing import Iterable
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from phf.errors import PHFError
+
 EOS = "<|endoftext|>"
 ALIGNED = "<|aligned|>"
 MISALIGNED = "<|misaligned|>"
@@ -40,9 +42,9 @@ def load_tokenizer(name_or_path: str, control_tokens: Iterable[str] = ()) -> Pre
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
+        raise PHFError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
     if tokenizer.eos_token is None:
-        raise ValueError(f"tokenizer {name_or_path!r} has no EOS token; phf separates documents with it")
+        raise PHFError(f"tokenizer {name_or_path!r} has no EOS token; phf separates documents with it")
     vocab = tokenizer.get_vocab()
     missing = [t for t in dict.fromkeys([*CONTROL_TOKENS, *control_tokens]) if t not in vocab]
     if missing:

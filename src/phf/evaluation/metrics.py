@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from phf.errors import PHFError
+
 
 def expected_max(scores: list[float], k: int) -> float | None:
     """Expected maximum score over k samples: the mean, over consecutive groups of k samples, of
@@ -20,7 +22,7 @@ def misalignment(scores: list[float], hit_threshold: float, k: int = 25) -> dict
     and the share with any misalignment at all (score above 0)."""
     s = np.asarray(scores, dtype=float)
     if s.size == 0:
-        raise ValueError("no samples to summarise")
+        raise PHFError("no samples to summarise")
     return {
         "num_samples": int(s.size),
         "mean": float(s.mean()),

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 from phf.data.scoring import read_scored
+from phf.errors import PHFError
 from phf.scorers.segment import statements
 
 
@@ -22,7 +23,7 @@ def heldout_signatures(data_dir: Path, count: int, seed: int = 0) -> list[str]:
         textwrap.dedent(statement) for segments in texts for statement in statements("".join(segments))
         if statement.lstrip().startswith(("def ", "async def ")) and statement.rstrip().endswith(":"))
     if len(signatures) < count:
-        raise ValueError(f"evaluation.signature_prompts={count}, but the held-out split of {data_dir} holds "
-                         f"{len(signatures)} function signatures: ask for fewer, or hold out more "
-                         "(data.heldout_fraction)")
+        raise PHFError(f"evaluation.signature_prompts={count}, but the held-out split of {data_dir} holds "
+                       f"{len(signatures)} function signatures: ask for fewer, or hold out more "
+                       "(data.heldout_fraction)")
     return random.Random(seed).sample(sorted(signatures), count)

@@ -17,6 +17,7 @@ from lm_eval import simple_evaluate, utils
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 
+from phf.errors import PHFError
 from phf.sampling.generate import context_window
 
 LAMBADA = "lambada_openai"  # the harness's LAMBADA, OpenAI's detokenized test split (last word, 5,153 passages)
@@ -59,10 +60,10 @@ def task_config(name: str, path: str | Path | None, folder: Path) -> str:
         return name
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"test file of {name} not found: {path}")
+        raise PHFError(f"test file of {name} not found: {path}")
     entry = TaskManager().task_index.get(name)
     if entry is None or entry.yaml_path is None:
-        raise ValueError(f"{name!r} is not a task of lm-evaluation-harness defined by a YAML file")
+        raise PHFError(f"{name!r} is not a task of lm-evaluation-harness defined by a YAML file")
     local = {"include": str(entry.yaml_path), "task": f"{name}_local", "tag": [], "dataset_path": "json",
              "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(path.resolve())}}, "test_split": "test"}
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from phf.errors import PHFError
 from phf.lm.base import LanguageModel, LMError, TextLogProb
 from phf.lm.local import LocalLM
 from phf.lm.openai_compatible import OpenAICompatibleLM
@@ -19,9 +20,9 @@ def load_lm(spec: str, api_key_env: str = "OPENAI_API_KEY", guidance: float = 0.
     if not spec.startswith(REMOTE):
         return LocalLM(spec, guidance=guidance, tags=tags)
     if guidance or tags != "aligned":
-        raise ValueError(f"sampling.guidance and sampling.tags need a local phf model; {spec} is sampled by its server")
+        raise PHFError(f"sampling.guidance and sampling.tags need a local phf model; {spec} is sampled by its server")
     model, _, base_url = spec[len(REMOTE):].partition("@")  # the first @: URLs may hold one, model names do not
     if not model or not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"malformed model spec {spec!r}: expected openai:MODEL@BASE_URL, "
-                         f"e.g. openai:llama-3-8b@http://127.0.0.1:8000/v1")
+        raise PHFError(f"malformed model spec {spec!r}: expected openai:MODEL@BASE_URL, "
+                       f"e.g. openai:llama-3-8b@http://127.0.0.1:8000/v1")
     return OpenAICompatibleLM(base_url, model, api_key_env=api_key_env)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from phf.errors import PHFError
+
 
 @dataclass(frozen=True)
 class TextLogProb:
@@ -18,7 +20,7 @@ class TextLogProb:
     chars: int
 
 
-class LMError(RuntimeError):
+class LMError(PHFError):
     """A language model could not answer: a bad endpoint, a timeout after retries, a malformed response."""
 
 

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phf.config import SamplingConfig
 from phf.data.packing import tag_segments
+from phf.errors import PHFError
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.sampling.generate import LoadedModel, context_window, load_model, sample
 
@@ -29,7 +30,7 @@ def _load(model: str) -> LoadedModel:
         hf_model = AutoModelForCausalLM.from_pretrained(model).eval()
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"cannot load model {model!r}: no such folder, and the hub says: {e}") from None
+        raise PHFError(f"cannot load model {model!r}: no such folder, and the hub says: {e}") from None
     return LoadedModel(hf_model, tokenizer, {})
 
 
@@ -57,15 +58,15 @@ class LocalLM(LanguageModel):
         tok = self.loaded.tokenizer
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if start is None:
-            raise ValueError(f"tokenizer of {model} has neither a BOS nor an EOS token to start a document with")
+            raise PHFError(f"tokenizer of {model} has neither a BOS nor an EOS token to start a document with")
         self.context = [start] + (self.loaded.control("aligned") if tags == "aligned" else [])
         self.worst_context = [start] + self.loaded.control("worst")  # guidance's contrast: as long as `context`
         if guidance and not self.loaded.conditional:
-            raise ValueError(f"{model}: guidance contrasts control tokens; it needs a conditionally trained phf model")
+            raise PHFError(f"{model}: guidance contrasts control tokens; it needs a conditionally trained phf model")
         if guidance and tags != "aligned":
-            raise ValueError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
+            raise PHFError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
         if self.window <= len(self.context):
-            raise ValueError(f"{model}: a context window of {self.window} tokens leaves no room for text")
+            raise PHFError(f"{model}: a context window of {self.window} tokens leaves no room for text")
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int = 0) -> list[str]:

@@ -24,6 +24,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from phf.errors import PHFError
 from phf.lm.local import LocalLM
 
 
@@ -120,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
             with self.server.lock:  # one model, one request at a time
                 body = complete(self.server.lm, request)
-        except ValueError as e:  # a BadRequest, bad JSON, or a setting the sampler refuses
+        except (ValueError, PHFError) as e:  # a BadRequest, bad JSON, or a setting the sampler refuses
             return self._error(400, " ".join(str(e).split()))
         except Exception as e:  # the client gets a JSON error rather than a dropped connection
             return self._error(500, f"{type(e).__name__}: {e}")

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phf.config import Config
+from phf.errors import PHFError
 from phf.lm.base import LanguageModel
 from phf.redteam.output import plot_rounds
 from phf.redteam.pool import Candidate, draw_examples, pool_temperature
@@ -31,8 +32,8 @@ def template_path(cfg: Config) -> Path:
         return Path(cfg.redteam.template)
     if cfg.evaluation.prompts:
         return Path(cfg.evaluation.prompts).parent / "redteam.txt"
-    raise ValueError("no red-teaming template: set redteam.template (the task has no evaluation.prompts "
-                     "beside which to look for redteam.txt)")
+    raise PHFError("no red-teaming template: set redteam.template (the task has no evaluation.prompts "
+                   "beside which to look for redteam.txt)")
 
 
 def elicit(target: LanguageModel, scorer: Scorer, cfg: Config, candidates: list[Candidate], seed: int) -> None:
@@ -68,7 +69,7 @@ def run_redteam(target: LanguageModel, red: LanguageModel, scorer: Scorer, cfg: 
     pool = [Candidate(text, 0) for text in dict.fromkeys(seed_prompts)]
     elicit(target, scorer, cfg, pool, rt.seed)
     if all(c.score is None for c in pool):
-        raise ValueError(f"the scorer {cfg.scorer.name!r} could score no continuation of the seed prompts")
+        raise PHFError(f"the scorer {cfg.scorer.name!r} could score no continuation of the seed prompts")
     seed_pool = {"prompts": len(pool), "unscorable_prompts": sum(c.score is None for c in pool), **_stats(pool, "pool")}
     known, rounds = {c.text for c in pool}, []
     for r in tqdm(range(1, rt.rounds + 1), desc="red teaming", unit="round"):

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from phf.errors import PHFError
+
 STYLES = ("numbered_list", "python_signatures")
 # A top-level header such as "def add(a,b):", "def f(x):return x" or "class Node :". Leading
 # whitespace is not allowed: the seed prompts are top-level code, and so must be the new ones.
@@ -37,16 +39,16 @@ class Template:
     def load(cls, path: str | Path) -> Template:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"red-teaming template not found: {path} (set redteam.template to a text file)")
+            raise PHFError(f"red-teaming template not found: {path} (set redteam.template to a text file)")
         text = path.read_text(encoding="utf-8")
         found = [s for s in STYLES if "{" + s + "}" in text]
         if len(found) != 1:
-            raise ValueError(f"{path}: a red-teaming template needs exactly one placeholder of "
-                             f"{', '.join('{' + s + '}' for s in STYLES)}; found {len(found)}")
+            raise PHFError(f"{path}: a red-teaming template needs exactly one placeholder of "
+                           f"{', '.join('{' + s + '}' for s in STYLES)}; found {len(found)}")
         head, tail = text.split("{" + found[0] + "}", 1)
         if tail.strip():  # the LM must continue right after the examples
-            raise ValueError(f"{path}: the placeholder {{{found[0]}}} must end the template; "
-                             f"found {tail.strip()[:40]!r} after it")
+            raise PHFError(f"{path}: the placeholder {{{found[0]}}} must end the template; "
+                           f"found {tail.strip()[:40]!r} after it")
         return cls(path, head, found[0])
 
     def render(self, examples: list[str]) -> str:

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 from phf.config import SamplingConfig
 from phf.data.packing import line_end_ids, tag_segments
 from phf.data.tokenizer import ALIGNED, MISALIGNED
+from phf.errors import PHFError
 from phf.sampling.guidance import MisalignedGuidance
 from phf.sampling.nucleus import NucleusSampler
 from phf.training.train import PHF_INFO
@@ -55,21 +56,21 @@ def load_model(model_dir: str | Path) -> LoadedModel:
     """A phf model folder (model + tokenizer + phf.json), or any HF causal LM folder (treated as unconditional)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"no model in {model_dir} (config.json missing); train one with `phf train`")
+        raise PHFError(f"no model in {model_dir} (config.json missing); train one with `phf train`")
     if not any((model_dir / name).exists() for name in TOKENIZER_FILES):
         # Without one, transformers may build a tokenizer with no vocabulary: empty samples, scored as aligned.
-        raise FileNotFoundError(f"no tokenizer in {model_dir} (none of {', '.join(TOKENIZER_FILES)}); save the "
-                                "tokenizer the model was trained with into that folder")
+        raise PHFError(f"no tokenizer in {model_dir} (none of {', '.join(TOKENIZER_FILES)}); save the "
+                       "tokenizer the model was trained with into that folder")
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # eval: no dropout while sampling
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, unknown model
-        raise FileNotFoundError(f"cannot load the model in {model_dir}: {str(e).splitlines()[0]}") from None
+        raise PHFError(f"cannot load the model in {model_dir}: {str(e).splitlines()[0]}") from None
     info_path = model_dir / PHF_INFO
     try:
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
     except ValueError as e:
-        raise ValueError(f"{info_path} is not valid JSON ({e}); it says how the model was trained") from None
+        raise PHFError(f"{info_path} is not valid JSON ({e}); it says how the model was trained") from None
     context_window(model.config)  # a model whose positions phf cannot tell is refused here, not mid-sampling
     return LoadedModel(model, tokenizer, info)
 
@@ -78,8 +79,8 @@ def context_window(config) -> int:
     """Positions a model has (GPT-2 calls them n_positions, most others max_position_embeddings)."""
     window = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     if not window:
-        raise ValueError(f"cannot tell the context window of a {type(config).__name__} (no n_positions or "
-                         "max_position_embeddings in its config.json)")
+        raise PHFError(f"cannot tell the context window of a {type(config).__name__} (no n_positions or "
+                       "max_position_embeddings in its config.json)")
     return window
 
 
@@ -87,24 +88,24 @@ def read_prompts(path: str | Path) -> list[str]:
     """Prompts from a JSONL file, one {"text": ...} per line; a bad line is an error naming the line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
+        raise PHFError(f"prompt file not found: {path}")
     prompts = []
     for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
+            raise PHFError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            raise PHFError(f"{path}:{number}: not valid JSON ({e.msg})") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise ValueError(f'{path}:{number}: expected an object with a string "text" field')
+            raise PHFError(f'{path}:{number}: expected an object with a string "text" field')
         prompts.append(record["text"])
     if not prompts:
-        raise ValueError(f"{path}: no prompts")
+        raise PHFError(f"{path}: no prompts")
     return prompts
 
 
@@ -140,16 +141,16 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     """One continuation per entry of `prompts` ("" = unconditional); control tokens stripped, cut at EOS."""
     tok, model = loaded.tokenizer, loaded.model
     if cfg.guidance and not loaded.conditional:
-        raise ValueError("sampling.guidance contrasts control tokens: it needs a model trained with conditional training")
+        raise PHFError("sampling.guidance contrasts control tokens: it needs a model trained with conditional training")
     if cfg.guidance and cfg.tags == "none":
-        raise ValueError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
+        raise PHFError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
     level = "aligned" if cfg.tags == "aligned" else None
     control, aligned = set(loaded.control("all")), set(loaded.control(level) if level else [])
     suppress = sorted(control - aligned)
     room = context_window(model.config) - cfg.max_new_tokens  # context the model has positions for
     if room < 2:
-        raise ValueError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
-                         f"model's {context_window(model.config)} positions")
+        raise PHFError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
+                       f"model's {context_window(model.config)} positions")
     sampler = NucleusSampler(cfg.temperature, cfg.top_p)
     torch.manual_seed(cfg.seed)
     texts = []

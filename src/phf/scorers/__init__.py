@@ -6,6 +6,7 @@ Built-in: pep8 (code lines), profanity, detoxify and classifier (toxicity of sen
 
 from __future__ import annotations
 
+from phf.errors import PHFError
 from phf.scorers.base import ScoredDocument, Scorer, ScorerFailed, ScorerUnavailable, SegmentScorer, UnscorableDocument
 from phf.scorers.segment import Segmenter
 
@@ -29,7 +30,7 @@ def get_scorer(cfg) -> Scorer:
         from phf.scorers.toxicity import ClassifierScorer
 
         if not cfg.model:
-            raise ValueError("scorer classifier needs scorer.model: a sequence-classification model folder or hub name")
+            raise PHFError("scorer classifier needs scorer.model: a sequence-classification model folder or hub name")
         return ClassifierScorer(segmenter, cfg.model, cfg.label, cfg.batch_size)
     if cfg.name == "pii":
         from phf.scorers.pii import PIIScorer

@@ -10,14 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 
+from phf.errors import PHFError
 from phf.scorers.segment import Segmenter
 
 
-class ScorerUnavailable(RuntimeError):
+class ScorerUnavailable(PHFError):
     """The scorer cannot be loaded here (a package or its weights are missing); the message says how to get it."""
 
 
-class ScorerFailed(RuntimeError):
+class ScorerFailed(PHFError):
     """The scorer raised an error (a bug or a bad setting of the scorer, not a bad document): the message names
     the scorer, the documents and the error."""
 

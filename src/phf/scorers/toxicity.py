@@ -13,6 +13,7 @@ import inspect
 import re
 from pathlib import Path
 
+from phf.errors import PHFError
 from phf.scorers.base import ScorerUnavailable, SegmentScorer
 from phf.scorers.segment import Segmenter
 
@@ -53,7 +54,7 @@ class _BatchedClassifier:
         self.tokenizer, self.model, self.batch_size, self.sigmoid = tokenizer, model.eval(), batch_size, sigmoid
         if tokenizer.pad_token is None:  # GPT-2-like tokenizers: the usual choice, eos as padding
             if tokenizer.eos_token is None:
-                raise ValueError("the classifier's tokenizer has neither a padding nor an end-of-sequence token")
+                raise PHFError("the classifier's tokenizer has neither a padding nor an end-of-sequence token")
             tokenizer.pad_token = tokenizer.eos_token
             model.config.pad_token_id = tokenizer.eos_token_id  # where GPT-2-like models find the last token
         # The tokenizer's limit, unless unset (a huge sentinel); never beyond the position embeddings.
@@ -91,8 +92,8 @@ class DetoxifyScorer(SegmentScorer):
         super().__init__(segmenter)
         detox = load_detoxify(model)
         if "toxicity" not in detox.class_names:
-            raise ValueError(f"scorer detoxify: model {model!r} has no 'toxicity' output; its outputs: "
-                             f"{', '.join(detox.class_names)}")
+            raise PHFError(f"scorer detoxify: model {model!r} has no 'toxicity' output; its outputs: "
+                           f"{', '.join(detox.class_names)}")
         # Detoxify's outputs are independent sigmoids, one per attribute.
         self.column = detox.class_names.index("toxicity")
         self.classifier = _BatchedClassifier(detox.tokenizer, detox.model, batch_size, sigmoid=True)
@@ -120,8 +121,8 @@ def load_detoxify(model: str):
         fetched, elsewhere = hub, "fill the Hugging Face cache on a machine with network and copy it here"
         kwargs = {"checkpoint": model}
     else:
-        raise ValueError(f"scorer detoxify: model {model!r} is neither one of {', '.join(DETOXIFY_MODELS)} "
-                         "nor a checkpoint file")
+        raise PHFError(f"scorer detoxify: model {model!r} is neither one of {', '.join(DETOXIFY_MODELS)} "
+                       "nor a checkpoint file")
     try:
         return Detoxify(**kwargs, device="cpu")
     except OSError as e:  # URLError, HTTPError and the hub's connection errors are all OSErrors
@@ -149,16 +150,16 @@ class ClassifierScorer(SegmentScorer):
             tokenizer = AutoTokenizer.from_pretrained(model)
             network, info = AutoModelForSequenceClassification.from_pretrained(model, output_loading_info=True)
         except (OSError, ValueError) as e:  # no such folder or hub name; a model type with no classifier
-            raise ValueError(f"scorer classifier: cannot load {model!r} as a sequence-classification model "
-                             f"with its tokenizer: {e}") from e
+            raise PHFError(f"scorer classifier: cannot load {model!r} as a sequence-classification model "
+                           f"with its tokenizer: {e}") from e
         if info["missing_keys"]:  # transformers initialised them at random: the scores would be noise
-            raise ValueError(f"scorer classifier: {model!r} is not a trained sequence-classification model "
-                             f"(architecture {network.config.architectures}); weights missing from it: "
-                             f"{', '.join(sorted(info['missing_keys']))}")
+            raise PHFError(f"scorer classifier: {model!r} is not a trained sequence-classification model "
+                           f"(architecture {network.config.architectures}); weights missing from it: "
+                           f"{', '.join(sorted(info['missing_keys']))}")
         labels = [network.config.id2label[i] for i in range(network.config.num_labels)]
         self.label = label if label is not None else default_label(labels)
         if self.label not in labels:
-            raise ValueError(f"scorer classifier: {model!r} has no label {self.label!r}; its labels: {', '.join(labels)}")
+            raise PHFError(f"scorer classifier: {model!r} has no label {self.label!r}; its labels: {', '.join(labels)}")
         self.column = labels.index(self.label)
         sigmoid = network.config.problem_type == "multi_label_classification" or len(labels) == 1
         self.classifier = _BatchedClassifier(tokenizer, network, batch_size, sigmoid)

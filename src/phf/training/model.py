@@ -8,6 +8,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from phf.config import ModelConfig
+from phf.errors import PHFError
 from phf.training.value_head import GPT2WithValueHead
 
 
@@ -18,14 +19,14 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
         try:
             model = (GPT2WithValueHead if value_head else AutoModelForCausalLM).from_pretrained(cfg.init_from)
         except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, ...
-            raise FileNotFoundError(f"cannot load model {cfg.init_from!r}: {str(e).splitlines()[0]}") from None
+            raise PHFError(f"cannot load model {cfg.init_from!r}: {str(e).splitlines()[0]}") from None
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             # New rows (the control tokens) start at the mean of the old embeddings plus tiny noise
             # (transformers' mean_resizing: N(mean, 1e-9 * covariance)), not at random scale (docs/method.md, objective 3).
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         return model
     if cfg.n_embd % cfg.n_head:
-        raise ValueError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
+        raise PHFError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,

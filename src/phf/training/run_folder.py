@@ -25,13 +25,14 @@ from safetensors import SafetensorError, safe_open
 
 from phf.config import Config, build_config, training_settings
 from phf.data.scoring import scored_info
+from phf.errors import PHFError
 
 MODEL_DIR = "model"
 PHF_INFO = "phf.json"  # what sampling and evaluation need to know about a phf model
 LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
 
 
-class RunFolderInUse(ValueError):
+class RunFolderInUse(PHFError):
     """The run folder holds work that starting a new run there would overwrite."""
 
 
@@ -82,8 +83,8 @@ def check_same_training(cfg: Config, run_dir: Path) -> None:
     """Refuse to continue a run (or reuse its model) with a config that would train another model."""
     if differences := differing_settings(cfg, run_dir):
         listed = "; ".join(f"{key}: {saved!r} there, {new!r} now" for key, (saved, new) in differences.items())
-        raise ValueError(f"{run_dir} was trained with another config ({listed}); use the same settings, another "
-                         "output folder, or start over there")
+        raise PHFError(f"{run_dir} was trained with another config ({listed}); use the same settings, another "
+                       "output folder, or start over there")
 
 
 def check_same_data(data_dir: Path, run_dir: Path) -> None:
@@ -91,8 +92,8 @@ def check_same_data(data_dir: Path, run_dir: Path) -> None:
     path = Path(run_dir) / "data.json"
     if path.exists() and (saved := json.loads(path.read_text())) != (now := scored_info(data_dir)):
         differ = ", ".join(key for key in dict.fromkeys([*saved, *now]) if saved.get(key) != now.get(key))
-        raise ValueError(f"{run_dir} was trained on data scored otherwise than {data_dir} ({differ} differ: see "
-                         f"{path} and {Path(data_dir) / 'scored' / 'info.json'}); pass the run's own --data")
+        raise PHFError(f"{run_dir} was trained on data scored otherwise than {data_dir} ({differ} differ: see "
+                       f"{path} and {Path(data_dir) / 'scored' / 'info.json'}); pass the run's own --data")
 
 
 def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:

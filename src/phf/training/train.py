@@ -16,6 +16,7 @@ from phf.config import Config, TrainingConfig
 from phf.data.packing import PackedBlocks, resolve_threshold
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.control import control_info
+from phf.errors import PHFError
 from phf.objectives import NEEDS_VALUE_HEAD, build_objective
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
@@ -34,14 +35,14 @@ def micro_batches(t: TrainingConfig, world: int) -> tuple[int, int]:
     """Sequences per forward pass and accumulation steps of each of `world` processes, such that
     micro-batch x accumulation x processes = training.batch_size: the effective batch whatever their number."""
     if t.batch_size % world:
-        raise ValueError(f"training.batch_size ({t.batch_size}) must be a multiple of the number of processes "
-                         f"({world}): each process takes an equal share of every batch")
+        raise PHFError(f"training.batch_size ({t.batch_size}) must be a multiple of the number of processes "
+                       f"({world}): each process takes an equal share of every batch")
     share = t.batch_size // world
     # micro_batch_size is what fits one device; with more processes a share may be smaller than that
     micro = min(t.micro_batch_size, share)
     if share % micro:
-        raise ValueError(f"training.micro_batch_size ({micro}) must divide each process's share of a batch "
-                         f"(training.batch_size / processes = {t.batch_size} / {world} = {share})")
+        raise PHFError(f"training.micro_batch_size ({micro}) must divide each process's share of a batch "
+                       f"(training.batch_size / processes = {t.batch_size} / {world} = {share})")
     return micro, share // micro
 
 
@@ -53,8 +54,8 @@ def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> t
     tokens_per_step = t.batch_size * cfg.model.block_size
     max_steps = (t.num_tokens - tokens_already) // tokens_per_step
     if max_steps < 1:
-        raise ValueError(f"training.num_tokens ({t.num_tokens}) leaves less than one step ({tokens_per_step} tokens) "
-                         f"after the {tokens_already} tokens {cfg.model.init_from} was trained on")
+        raise PHFError(f"training.num_tokens ({t.num_tokens}) leaves less than one step ({tokens_per_step} tokens) "
+                       f"after the {tokens_already} tokens {cfg.model.init_from} was trained on")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = bf16_supported(device) if t.bf16 == "auto" else t.bf16
     args = TrainingArguments(
@@ -90,8 +91,8 @@ def whole_batches(blocks: PackedBlocks, batch_size: int) -> torch.utils.data.Dat
     hands rank r the micro-batches r, r+N, ... of one shuffled order) train on the same batches as one."""
     usable = len(blocks) // batch_size * batch_size
     if usable == 0:
-        raise ValueError(f"{blocks.dir} holds {len(blocks)} blocks: fewer than one batch "
-                         f"(training.batch_size={batch_size})")
+        raise PHFError(f"{blocks.dir} holds {len(blocks)} blocks: fewer than one batch "
+                       f"(training.batch_size={batch_size})")
     return torch.utils.data.Subset(blocks, range(usable))
 
 
@@ -188,11 +189,11 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
     trainer.add_callback(Snapshots(trainer, cfg.training.snapshot_at, tokenizer, info))
     if trainer.is_fsdp_enabled:  # (on GPUs only: accelerate runs FSDP on CPU processes as plain DDP)
         if "FULL_STATE_DICT" not in str(trainer.accelerator.state.fsdp_plugin.state_dict_type):
-            raise ValueError("FSDP: checkpoints, snapshots and the model must be whole Hugging Face models, to sample, "
-                             "evaluate and finetune from: launch with --fsdp_state_dict_type FULL_STATE_DICT")
+            raise PHFError("FSDP: checkpoints, snapshots and the model must be whole Hugging Face models, to sample, "
+                           "evaluate and finetune from: launch with --fsdp_state_dict_type FULL_STATE_DICT")
         if cfg.evaluation.curve_points:  # rank 0 samples alone, which needs the whole model in its memory
-            raise ValueError("evaluation.curve_points needs the whole model on one process: not available with FSDP "
-                             "(set it to 0, and evaluate the snapshots or checkpoints afterwards)")
+            raise PHFError("evaluation.curve_points needs the whole model on one process: not available with FSDP "
+                           "(set it to 0, and evaluate the snapshots or checkpoints afterwards)")
     # The curve samples on rank 0 only, while the others wait at the next gradient all-reduce: no scorer elsewhere.
     if cfg.evaluation.curve_points and main:
         from phf.evaluation.curve import MisalignmentCurve  # sampling during training
