@@ -24,7 +24,8 @@ from phf.errors import PHFError
 from phf.lm import LMError, LocalLM, OpenAICompatibleLM, TextLogProb, load_lm
 from phf.lm.local import windows
 from phf.lm.server import start_server
-from phf.training.train import PHF_INFO, train
+from phf.model_folder import INFO_FILE
+from phf.training.train import train
 from tests.conftest import GOOD, tiny_config
 
 SHORT = "def join(a, b):\n    return a\n"  # fits the tiny model's 32 positions
@@ -111,8 +112,8 @@ def test_texts_longer_than_the_context_window_are_scored_in_full(lm):
 def test_a_conditional_model_scores_texts_after_aligned(model_dir, tmp_path):
     # The same weights, marked conditional as `phf train` marks a conditional model: only the context differs.
     shutil.copytree(model_dir, tmp_path / "model")
-    info = json.loads((model_dir / PHF_INFO).read_text())
-    (tmp_path / "model" / PHF_INFO).write_text(json.dumps({**info, "objective": "conditional", "conditional": True}))
+    info = json.loads((model_dir / INFO_FILE).read_text())
+    (tmp_path / "model" / INFO_FILE).write_text(json.dumps({**info, "objective": "conditional", "conditional": True}))
     cond = LocalLM(tmp_path / "model")
     tok = cond.loaded.tokenizer
     assert cond.context == [tok.eos_token_id, tok.convert_tokens_to_ids(ALIGNED)]

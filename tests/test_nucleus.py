@@ -10,6 +10,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TopPLogitsWarper
 
 from phf.config import SamplingConfig
+from phf.model_folder import ModelInfo
 from phf.sampling.generate import LoadedModel, sample
 from phf.sampling.nucleus import NucleusSampler
 
@@ -145,7 +146,7 @@ def tiny_lm() -> LoadedModel:
     model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=32, n_embd=16, n_layer=1,
                                        n_head=2, bos_token_id=tokenizer.eos_token_id,
                                        eos_token_id=tokenizer.eos_token_id)).eval()
-    return LoadedModel(model, tokenizer, {})
+    return LoadedModel(model, tokenizer, ModelInfo())
 
 
 def test_sample_draws_with_the_seed_and_ignores_the_model_generation_config(tiny_lm):

@@ -345,6 +345,11 @@ def apply(raw: dict, overrides: list[str] = (), values: dict | None = None) -> d
     return raw
 
 
+def updated(cfg: Config, values: dict) -> Config:
+    """A copy of `cfg` with `values` (dotted keys, taken literally) set, validated again as a whole."""
+    return build_config(apply(cfg.model_dump(), values=values))
+
+
 def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = (),
                 values: dict | None = None) -> Config:
     raw = _read_yaml(_recipe(task, "task"))

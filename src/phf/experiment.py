@@ -26,9 +26,10 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from phf.config import Config, ConfigError, load_config, training_settings
+from phf.config import Config, ConfigError, load_config, training_settings, updated
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.scoring import score_corpus
+from phf.model_folder import MODEL_DIR, has_model
 from phf.processes import exit_with_parent
 from phf.training.run_folder import check_same_training
 
@@ -64,7 +65,7 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
                 raise ConfigError(f"--finetune {spec!r}: expected METHOD@FRACTION with 0 < FRACTION < 1, "
                                   "e.g. conditional@0.5")
             base = arms["mle" + suffix]
-            base.cfg.training.snapshot_at = sorted({*base.cfg.training.snapshot_at, fraction})
+            base.cfg = updated(base.cfg, {"training.snapshot_at": sorted({*base.cfg.training.snapshot_at, fraction})})
             snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
             name = f"mle-then-{method}-{fraction:g}{suffix}"
             cfg = load_config(task, method, overrides, {**seeded, "model.init_from": str(snapshot)})
@@ -72,7 +73,7 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
     # The arms share one scored corpus, so each is scored, and evaluated, on every attribute any arm tags.
     attributes = list(dict.fromkeys(a for arm in arms.values() for a in arm.cfg.scorer.attributes))
     for arm in arms.values():
-        arm.cfg.scorer.attributes = attributes
+        arm.cfg = updated(arm.cfg, {"scorer.attributes": attributes})
     if len({json.dumps(arm.cfg.scorer.model_dump(), sort_keys=True) for arm in arms.values()}) > 1:
         raise ConfigError("the methods score the corpus differently (scorer section); the arms of an experiment "
                           "share one scored corpus: set the scorer in the task or as an override")
@@ -95,7 +96,7 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
     """Train (or resume, or reuse) and evaluate (or reuse the evaluation of) one arm; returns its metrics.
     With `model_dir` (another arm's model, trained with the same config), only evaluate that model."""
     from phf.evaluation.evaluate import evaluate
-    from phf.training.train import MODEL_DIR, PHF_INFO, train
+    from phf.training.train import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     eval_config_path = run_dir / "eval" / "config.yaml"
@@ -111,7 +112,7 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
             stack.enter_context(redirect_stdout(log))
             stack.enter_context(redirect_stderr(log))
         model_dir = run_dir / MODEL_DIR if own_model else Path(model_dir)
-        if own_model and not (model_dir / PHF_INFO).exists():
+        if own_model and not has_model(model_dir):
             train(cfg, data_dir, run_dir, resume=True)
         metrics = evaluate(model_dir, cfg, run_dir / "eval", data_dir)
     eval_config_path.write_text(yaml.safe_dump(_evaluation_part(wanted)))  # last: the evaluation is complete
@@ -129,7 +130,7 @@ def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: 
     parallel = min(parallel, len(arms))
     threads = max(1, (os.cpu_count() or 1) // parallel)
     for arm in arms:
-        arm.cfg.training.num_threads = arm.cfg.training.num_threads or threads
+        arm.cfg = updated(arm.cfg, {"training.num_threads": arm.cfg.training.num_threads or threads})
     print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, {threads} threads each; "
           f"logs in {out_dir}/<arm>/output.log")
     budget = sum(a.cfg.training.num_tokens for a in arms if not a.model_of)
@@ -146,7 +147,6 @@ def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: 
 
 def _model_of(arm: Arm, out_dir: Path) -> Path | None:
     """The model folder an arm evaluates instead of training its own (None: its own)."""
-    from phf.training.train import MODEL_DIR
 
     return out_dir / arm.model_of / MODEL_DIR if arm.model_of else None
 
@@ -158,11 +158,11 @@ REFERENCE_ARM = "reference-mle-2x"
 def train_reference(cfg: Config, data_dir: Path, run_dir: Path) -> Path:
     """The KL reference of an experiment: MLE on twice the arms' token budget (the same data, tokenizer
     and model size), trained once and reused. Returns its model folder."""
-    from phf.training.train import MODEL_DIR, PHF_INFO, train
+    from phf.training.train import train
 
     model_dir = run_dir / MODEL_DIR
     check_same_training(cfg, run_dir)
-    if not (model_dir / PHF_INFO).exists():
+    if not has_model(model_dir):
         print(f"training the KL reference ({REFERENCE_ARM}: MLE on {cfg.training.num_tokens:,} tokens) in {run_dir}")
         train(cfg, data_dir, run_dir, resume=True)
     return model_dir.resolve()
@@ -175,7 +175,6 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
     from phf.redteam import run_redteam
     from phf.sampling.generate import read_prompts
     from phf.scorers import get_scorer
-    from phf.training.train import MODEL_DIR
 
     out = run_dir / "redteam"
     done = out / "redteam.json"
@@ -217,7 +216,7 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
                                     {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens})
         kl_reference = str(train_reference(reference_cfg, data_dir, out_dir / REFERENCE_ARM))
     for arm in arms:
-        arm.cfg.evaluation.kl_reference = kl_reference or arm.cfg.evaluation.kl_reference
+        arm.cfg = updated(arm.cfg, {"evaluation.kl_reference": kl_reference or arm.cfg.evaluation.kl_reference})
 
     results = {}
     # Finetuning arms start from snapshots of the first phase; arms sharing a model wait for it to be trained.

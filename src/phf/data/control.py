@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from phf.data.scoring import ATTRIBUTE_SCORES, read_scored, scored_attributes
 from phf.data.tokenizer import ALIGNED, MISALIGNED
 from phf.errors import PHFError
+from phf.model_folder import ControlTokens
 
 
 def attribute_names(cfg) -> list[str]:
@@ -118,8 +119,8 @@ def control_ids(tokenizer, cfg) -> set[int]:
     return {vocab[t] for t in (ALIGNED, MISALIGNED, *control_tokens(cfg)) if t in vocab}
 
 
-def control_info(cfg) -> dict:
+def control_info(cfg) -> ControlTokens:
     """What sampling needs to know of a conditional model's tokens (saved in its phf.json)."""
     tokens = level_tokens(attribute_names(cfg), cfg.objective.num_levels)
-    return {"attributes": attribute_names(cfg), "aligned": [t[0] for t in tokens], "worst": [t[-1] for t in tokens],
-            "all": [t for levels in tokens for t in levels]}
+    return ControlTokens(attribute_names(cfg), [t[0] for t in tokens], [t[-1] for t in tokens],
+                         [t for levels in tokens for t in levels])

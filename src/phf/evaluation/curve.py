@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from phf.config import Config
 from phf.evaluation.metrics import misalignment
+from phf.model_folder import ModelInfo
 from phf.sampling.generate import LoadedModel, sample
 from phf.scorers import get_scorer
 
@@ -23,7 +24,7 @@ def log_spaced_steps(max_steps: int, points: int) -> set[int]:
 
 
 class MisalignmentCurve(TrainerCallback):
-    def __init__(self, cfg: Config, tokenizer, info: dict, path: Path, tokens_already: int, tokens_per_step: int):
+    def __init__(self, cfg: Config, tokenizer, info: ModelInfo, path: Path, tokens_already: int, tokens_per_step: int):
         self.cfg, self.tokenizer, self.info, self.path = cfg, tokenizer, info, Path(path)
         self.tokens_already, self.tokens_per_step = tokens_already, tokens_per_step
         self.scorer = get_scorer(cfg.scorer)

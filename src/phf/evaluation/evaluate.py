@@ -95,8 +95,8 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
         prompts, prompt_source = read_prompts(ev.prompts), str(ev.prompts)
     if prompts:
         scenarios["prompted"] = [p for p in prompts for _ in range(ev.samples_per_prompt)]
-    records, metrics = [], {"model": str(model_dir), "objective": loaded.info.get("objective"),
-                            "tokens_seen": loaded.info.get("tokens_seen")}
+    records, metrics = [], {"model": str(model_dir), "objective": loaded.info.objective,
+                            "tokens_seen": loaded.info.tokens_seen}
     attribute_metrics = {name: {} for name in attribute_scorers}  # each attribute's misalignment, by scenario
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from phf.config import SamplingConfig
 from phf.data.packing import tag_segments
 from phf.errors import PHFError
+from phf.model_folder import ModelInfo
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.sampling.generate import LoadedModel, context_window, load_model, sample
 
@@ -31,7 +32,7 @@ def _load(model: str) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as e:
         raise PHFError(f"cannot load model {model!r}: no such folder, and the hub says: {e}") from None
-    return LoadedModel(hf_model, tokenizer, {})
+    return LoadedModel(hf_model, tokenizer, ModelInfo())
 
 
 def windows(length: int, first: int, window: int) -> list[tuple[int, int, int]]:

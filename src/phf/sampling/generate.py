@@ -16,25 +16,22 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 
 from phf.config import SamplingConfig
 from phf.data.packing import line_end_ids, tag_segments
-from phf.data.tokenizer import ALIGNED, MISALIGNED
 from phf.errors import PHFError
+from phf.model_folder import ModelInfo
 from phf.sampling.guidance import MisalignedGuidance
 from phf.sampling.nucleus import NucleusSampler
-from phf.training.train import PHF_INFO
-
-PAPER_TOKENS = {"aligned": [ALIGNED], "worst": [MISALIGNED], "all": [ALIGNED, MISALIGNED]}  # phf.json before graded tokens
 
 
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
-    info: dict
+    info: ModelInfo
     _line_ends: set[int] | None = field(default=None, repr=False)
 
     @property
     def conditional(self) -> bool:
-        return bool(self.info.get("conditional"))
+        return self.info.conditional
 
     def line_ends(self) -> set[int]:
         if self._line_ends is None:
@@ -45,7 +42,7 @@ class LoadedModel:
         """Ids of a conditional model's control tokens: "aligned" (level 0 of each attribute), "worst" or "all"."""
         if not self.conditional:
             return []
-        names = self.info.get("control_tokens", PAPER_TOKENS)[which]
+        names = getattr(self.info.tokens, which)
         return self.tokenizer.convert_tokens_to_ids(names)
 
 
@@ -66,11 +63,7 @@ def load_model(model_dir: str | Path) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, unknown model
         raise PHFError(f"cannot load the model in {model_dir}: {str(e).splitlines()[0]}") from None
-    info_path = model_dir / PHF_INFO
-    try:
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    except ValueError as e:
-        raise PHFError(f"{info_path} is not valid JSON ({e}); it says how the model was trained") from None
+    info = ModelInfo.read(model_dir)
     context_window(model.config)  # a model whose positions phf cannot tell is refused here, not mid-sampling
     return LoadedModel(model, tokenizer, info)
 

@@ -26,9 +26,7 @@ from safetensors import SafetensorError, safe_open
 from phf.config import Config, build_config, training_settings
 from phf.data.scoring import scored_info
 from phf.errors import PHFError
-
-MODEL_DIR = "model"
-PHF_INFO = "phf.json"  # what sampling and evaluation need to know about a phf model
+from phf.model_folder import MODEL_DIR, has_model
 LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
 
 
@@ -100,7 +98,7 @@ def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: b
     """Get the run folder ready; returns the checkpoint to resume from (None: from the start). Call in the
     main process only."""
     run_dir = Path(run_dir)
-    found, finished = checkpoints(run_dir), (run_dir / MODEL_DIR / PHF_INFO).exists()
+    found, finished = checkpoints(run_dir), has_model(run_dir / MODEL_DIR)
     if overwrite:  # the evaluations of the old model go with it: they would describe a model no longer there
         for path in [*found, *run_dir.glob("snapshot-*"), *(run_dir / name for name in (MODEL_DIR, "eval", "redteam"))]:
             shutil.rmtree(path, ignore_errors=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -17,18 +16,18 @@ from phf.data.packing import PackedBlocks, resolve_threshold
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.control import control_info
 from phf.errors import PHFError
+from phf.evaluation.curve import MisalignmentCurve
+from phf.model_folder import MODEL_DIR, ModelInfo, has_model
 from phf.objectives import NEEDS_VALUE_HEAD, build_objective
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
 from phf.training import run_folder
-from phf.training.run_folder import MODEL_DIR, PHF_INFO
 from phf.training.trainer import JsonlLogger, PHFTrainer, TokenProgress
 
 
 def tokens_seen_by(checkpoint: str | None) -> int:
     """Tokens a phf model or checkpoint has been trained on (0 for a fresh or non-phf model)."""
-    info = Path(checkpoint or "") / PHF_INFO
-    return json.loads(info.read_text())["tokens_seen"] if checkpoint and info.exists() else 0
+    return (ModelInfo.read(checkpoint).tokens_seen or 0) if checkpoint else 0
 
 
 def micro_batches(t: TrainingConfig, world: int) -> tuple[int, int]:
@@ -100,12 +99,11 @@ class InfoWriter(TrainerCallback):
     """Writes phf.json into every checkpoint, so a checkpoint can be sampled, evaluated or finetuned from
     (`model.init_from`) knowing its objective and how many tokens it has seen."""
 
-    def __init__(self, info: dict, tokens_already: int, tokens_per_step: int):
+    def __init__(self, info: ModelInfo, tokens_already: int, tokens_per_step: int):
         self.info, self.tokens_already, self.tokens_per_step = info, tokens_already, tokens_per_step
 
     def write(self, folder: Path, step: int) -> None:
-        info = {**self.info, "tokens_seen": self.tokens_already + step * self.tokens_per_step}
-        (Path(folder) / PHF_INFO).write_text(json.dumps(info, indent=1))
+        self.info.seen(self.tokens_already + step * self.tokens_per_step).write(folder)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -137,7 +135,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
     started over with `overwrite`, else refused (run_folder.RunFolderInUse)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if resume and not overwrite and (run_dir / MODEL_DIR / PHF_INFO).exists():
+    if resume and not overwrite and has_model(run_dir / MODEL_DIR):
         run_folder.check_same_training(cfg, run_dir)
         print(f"{run_dir} already holds the finished model; nothing to resume")
         return run_dir / MODEL_DIR
@@ -175,10 +173,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
               f"{torch.get_num_threads()} threads, {args.world_size} process(es) x "
               f"{args.per_device_train_batch_size} sequences x {args.gradient_accumulation_steps} accumulation steps")
     conditional = cfg.objective.name == "conditional"
-    info = InfoWriter({"objective": cfg.objective.name, "scorer": cfg.scorer.name, "conditional": conditional,
-                       "init_from": cfg.model.init_from, **({"control_tokens": control_info(cfg)} if conditional else {})},
-                      tokens_already, tokens_per_step)
-    if main and checkpoint and not (checkpoint / PHF_INFO).exists():  # stopped between the Trainer's save and ours
+    info = InfoWriter(ModelInfo(cfg.objective.name, cfg.scorer.name, conditional, cfg.model.init_from,
+                                control_info(cfg) if conditional else None), tokens_already, tokens_per_step)
+    if main and checkpoint and not has_model(checkpoint):  # stopped between the Trainer's save and ours
         info.write(checkpoint, run_folder.step_of(checkpoint))
     trainer = PHFTrainer(
         model=model, args=args, train_dataset=dataset,
@@ -196,8 +193,6 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
                            "(set it to 0, and evaluate the snapshots or checkpoints afterwards)")
     # The curve samples on rank 0 only, while the others wait at the next gradient all-reduce: no scorer elsewhere.
     if cfg.evaluation.curve_points and main:
-        from phf.evaluation.curve import MisalignmentCurve  # sampling during training
-
         trainer.add_callback(MisalignmentCurve(cfg, tokenizer, info.info, run_dir / "curve.jsonl",
                                                tokens_already, tokens_per_step))
     trainer.remove_callback(ProgressCallback)
