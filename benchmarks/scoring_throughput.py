@@ -27,7 +27,8 @@ from pathlib import Path
 
 from phf.config import load_config
 from phf.data.corpus import Corpus
-from phf.data.scoring import read_scored, score_corpus
+from phf.data.scored import read_scored
+from phf.data.scoring import score_corpus
 from phf.scorers import get_scorer
 
 CORPORA = Path("runs/corpora")

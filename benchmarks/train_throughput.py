@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from peak_flops import matmul_peak
 
 from phf.config import Config, load_config
-from phf.data.scoring import read_scored, score_corpus
+from phf.data.scored import read_scored
+from phf.data.scoring import score_corpus
 
 DATA_DIR = Path("runs/bench/pep8")
 TOKENS_PER_STEP = 8 * 256  # batch 8 x block 256, no accumulation

@@ -7,10 +7,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-import phf.data.scoring as scoring
 from phf.config import ScorerConfig
 from phf.data.corpus import Record
-from phf.data.scoring import read_scored, score_corpus, scored_attributes
+from phf.data.scored import SCHEMA, read_scored, scored_attributes
+from phf.data.scoring import ShardScorer, score_corpus
 from phf.errors import PHFError
 from phf.evaluation.evaluate import evaluate
 from phf.evaluation.metrics import misalignment
@@ -76,13 +76,12 @@ def test_each_segment_gets_one_score_per_attribute_in_order(scored):
     assert json.loads((data_dir / "scored" / "info.json").read_text())["scorer"]["attributes"] == ATTRIBUTES
 
 
-def test_segments_and_scores_are_the_primarys_and_no_attributes_keeps_the_paper_columns(scored, tmp_path, monkeypatch):
+def test_segments_and_scores_are_the_primarys_and_no_attributes_keeps_the_paper_columns(scored, tmp_path):
     data_dir, _ = scored
-    monkeypatch.setattr(scoring, "_scorer", get_scorer(ScorerConfig(name=PRIMARY, segmenter="lines")))
-    monkeypatch.setattr(scoring, "_attribute_scorers", {})  # a worker of a run without attributes
-    scoring._score_shard([Record(f"docs.jsonl:{i + 1}", text=d) for i, d in enumerate(DOCS)], str(tmp_path / "shard"))
+    worker = ShardScorer(get_scorer(ScorerConfig(name=PRIMARY, segmenter="lines")))  # a run without attributes
+    worker.score([Record(f"docs.jsonl:{i + 1}", text=d) for i, d in enumerate(DOCS)], str(tmp_path / "shard"))
     plain = pq.read_table(tmp_path / "shard.parquet")
-    assert plain.schema == scoring.SCHEMA
+    assert plain.schema == SCHEMA
     with_attributes = sorted(all_rows(data_dir), key=lambda r: r["doc_id"])
     assert [{k: r[k] for k in plain.column_names} for r in with_attributes] == sorted(plain.to_pylist(), key=lambda r: r["doc_id"])
 
@@ -114,13 +113,12 @@ class Unscorable:
         return [float("nan") if "nan" in t else None if "none" in t else 1.0 for t in texts]
 
 
-def test_nan_or_none_attribute_or_prescored_record_skips_the_document(tmp_path, monkeypatch):
-    monkeypatch.setattr(scoring, "_scorer", get_scorer(ScorerConfig(name=PRIMARY, segmenter="lines")))
-    monkeypatch.setattr(scoring, "_attribute_scorers", {"digits": get_scorer(ScorerConfig(name=ATTRIBUTES[0])),
-                                                         "stub": Unscorable()})
+def test_nan_or_none_attribute_or_prescored_record_skips_the_document(tmp_path):
+    worker = ShardScorer(get_scorer(ScorerConfig(name=PRIMARY, segmenter="lines")),
+                         {"digits": get_scorer(ScorerConfig(name=ATTRIBUTES[0])), "stub": Unscorable()})
     records = [Record("ok", text="x1\nfine\n"), Record("nan", text="x\nnan here\n"), Record("none", text="none\n"),
                Record("prescored", texts=["a"], scores=[0.0])]
-    written, skipped = scoring._score_shard(records, str(tmp_path / "shard-00000"))
+    written, skipped = worker.score(records, str(tmp_path / "shard-00000"))
     assert written == 1
     assert dict(skipped) == {"nan": "attribute stub gave no score (NaN or None)",
                              "none": "attribute stub gave no score (NaN or None)",

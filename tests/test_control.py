@@ -13,7 +13,7 @@ from phf.config import ConfigError
 from phf.data.control import ATTRIBUTE_SCORES, build_scheme, control_tokens, level_cuts
 from phf.data.packing import Transform, pack
 from phf.data.prepare import prepare_tokenizer
-from phf.data.scoring import SCHEMA, read_scored
+from phf.data.scored import SCHEMA, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
 from phf.errors import PHFError
 from phf.lm import LocalLM

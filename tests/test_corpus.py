@@ -9,7 +9,8 @@ import pytest
 
 from phf.config import ScorerConfig
 from phf.data.corpus import Corpus, CorpusError, read_hub
-from phf.data.scoring import read_scored, score_corpus
+from phf.data.scored import read_scored
+from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.scorers import Segmenter, get_scorer
 from tests.conftest import scoring_config

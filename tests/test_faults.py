@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from phf.config import ConfigError
 from phf.data.corpus import Corpus
-from phf.data.scoring import read_scored, score_corpus
+from phf.data.scored import read_scored
+from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.training.run_folder import last_checkpoint
 from phf.training.train import train

@@ -9,7 +9,7 @@ import pytest
 
 from phf.data.control import ControlScheme
 from phf.data.packing import PackedBlocks, Transform, pack, resolve_threshold
-from phf.data.scoring import SCHEMA
+from phf.data.scored import SCHEMA
 from phf.data.tokenizer import ALIGNED, MISALIGNED, train_bpe
 
 DOCS = [

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from phf.data.corpus import split_of
-from phf.data.scoring import merge_scored, read_scored, score_corpus
+from phf.data.scored import read_scored
+from phf.data.scoring import merge_scored, score_corpus
 from phf.errors import PHFError
 from tests.conftest import scoring_config, write_corpus
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from phf.data.scoring import ATTRIBUTE_SCORES, read_scored, scored_attributes
+from phf.data.scored import ATTRIBUTE_SCORES, read_scored, scored_attributes
 from phf.data.tokenizer import ALIGNED, MISALIGNED
 from phf.errors import PHFError
 from phf.model_folder import ControlTokens

@@ -36,7 +36,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from phf.data.control import ATTRIBUTE_SCORES, ControlScheme, resolve
-from phf.data.scoring import read_scored, scored_files
+from phf.data.scored import read_scored, scored_files
 from phf.errors import PHFError
 
 

@@ -12,7 +12,7 @@ from filelock import FileLock
 from phf.config import Config
 from phf.data.control import build_scheme, control_tokens
 from phf.data.packing import Transform, pack, resolve_threshold
-from phf.data.scoring import scored_files
+from phf.data.scored import scored_files
 from phf.data.tokenizer import load_tokenizer, train_bpe
 
 

@@ -1,13 +1,9 @@
-"""`phf score`: segment and score every document, in parallel, into resumable Parquet shards.
+"""`phf score`: segment and score every document, in parallel, into resumable Parquet shards (the format:
+`phf.data.scored`).
 
-Layout of `<data_dir>/scored/<split>/`:
-    shard-00012.parquet   doc_id, texts (segments), scores (one per segment), avg_score; with
-                          scorer.attributes, also attribute_scores: per segment, one score per
-                          attribute in the order of scorer.attributes (list<list<float64>>)
-    shard-00012.json      written last, atomically: the shard is done; its skipped documents
-A killed run started again scores only the shards without a `.json`: no document is scored
-twice, lost, or duplicated. `scored/info.json` pins the corpus and scorer, so a resume with
-other settings is refused instead of mixing two corpora.
+A shard's `.json` is written last, atomically, so a killed run started again scores only the shards without
+one: no document is scored twice, lost, or duplicated. `scored/info.json` pins the corpus and scorer, so a
+resume with other settings is refused instead of mixing two corpora.
 
 Across machines: `phf score --shard i/N` scores the documents a hash of their id gives to part i
 (shards named `shard-pIIIofNNN-*`, done marker `parts/IofN.json`); `phf score --merge PART_DIR...`
@@ -20,8 +16,9 @@ import hashlib
 import json
 import os
 import shutil
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -32,37 +29,15 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from phf.data.corpus import SPLITS, Corpus, CorpusError, Record, split_of
+from phf.data.scored import ATTRIBUTE_SCHEMA, ATTRIBUTE_SCORES, SCHEMA, scoring_report
 from phf.errors import PHFError
 from phf.processes import exit_with_parent
-from phf.scorers import ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
+from phf.scorers import Scorer, ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
 
-SCHEMA = pa.schema([
-    ("doc_id", pa.string()),
-    ("texts", pa.list_(pa.string())),
-    ("scores", pa.list_(pa.float64())),
-    ("avg_score", pa.float64()),
-])
-# Only with scorer.attributes, so data scored without them keeps the paper's columns.
-ATTRIBUTE_SCORES = "attribute_scores"  # per segment, one score per scorer.attributes entry
-ATTRIBUTE_SCHEMA = SCHEMA.append(pa.field(ATTRIBUTE_SCORES, pa.list_(pa.list_(pa.float64()))))
 
 
 class EmptySplit(CorpusError):
     """A split has no scored document: the corpus and settings cannot give training and held-out data."""
-
-
-# One of each per worker process: models are loaded once, not once per shard.
-_scorer = None
-_attribute_scorers = {}
-
-
-def _init_worker(scorer_config, threads: int, parent: int) -> None:
-    global _scorer, _attribute_scorers
-    exit_with_parent(parent)
-    # Each process gets its share of the cores (set before torch, spaCy or scikit-learn start their pools).
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    _scorer = get_scorer(scorer_config)
-    _attribute_scorers = get_attribute_scorers(scorer_config)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -71,77 +46,112 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _score_shard(records: list[Record], out_stem: str) -> tuple[int, list]:
-    """Worker: score one shard's documents and write it. Returns (written, skipped)."""
+def _read_info(path: Path) -> dict | None:
     try:
-        return _score_and_write(records, out_stem)
-    except (ScorerFailed, AssertionError):
-        raise
-    except Exception as e:  # in the scorer's code: one line naming it and the documents, not a worker traceback
-        raise ScorerFailed(f"scorer {_scorer.name!r} failed on the documents {records[0].doc_id} to "
-                           f"{records[-1].doc_id}: {type(e).__name__}: {e}") from None
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
 
 
-def _score_and_write(records: list[Record], out_stem: str) -> tuple[int, list]:
-    skipped, to_score = [], [r for r in records if r.text is not None and r.text.strip()]
-    results = dict(zip((r.doc_id for r in to_score), _scorer.score_documents([r.text for r in to_score])))
-    rows = []
-    for r in records:
-        if r.error is not None:
-            skipped.append((r.doc_id, r.error))
-            continue
-        if r.texts is not None and _attribute_scorers:
-            skipped.append((r.doc_id, "already scored: no attribute scores (scorer.attributes needs its text)"))
-            continue
-        if r.texts is not None:  # already scored: kept as it is
-            texts, scores = r.texts, r.scores
-        elif not r.text.strip():
-            skipped.append((r.doc_id, "empty"))
-            continue
-        elif isinstance(result := results[r.doc_id], UnscorableDocument):
-            skipped.append((r.doc_id, str(result)))
-            continue
-        else:
-            texts, scores = result
-            if "".join(texts) != r.text:
-                raise AssertionError(f"{_scorer.name} segmentation of {r.doc_id} does not join back to the document")
-            if any(s != s for s in scores):
-                skipped.append((r.doc_id, f"{_scorer.name} returned NaN"))
+def _finished_shards(out: Path) -> list[Path]:
+    return [p for split in SPLITS for p in (out / split).glob("shard-*.json")]
+
+
+
+@dataclass
+class ShardScorer:
+    """Scores shards of records with the task's scorer and its attribute scorers, and writes them. A worker
+    process builds one when it starts (`_init_worker`), so models are loaded once, not once per shard."""
+
+    scorer: Scorer
+    attribute_scorers: dict[str, Scorer] = field(default_factory=dict)
+
+    def score(self, records: list[Record], out_stem: str) -> tuple[int, list]:
+        """Score one shard's documents and write it. Returns (written, skipped)."""
+        try:
+            return self._score_and_write(records, out_stem)
+        except (ScorerFailed, AssertionError):
+            raise
+        except Exception as e:  # in the scorer's code: one line naming it and the documents, not a worker traceback
+            raise ScorerFailed(f"scorer {self.scorer.name!r} failed on the documents {records[0].doc_id} to "
+                               f"{records[-1].doc_id}: {type(e).__name__}: {e}") from None
+
+    def _score_and_write(self, records: list[Record], out_stem: str) -> tuple[int, list]:
+        skipped, to_score = [], [r for r in records if r.text is not None and r.text.strip()]
+        results = dict(zip((r.doc_id for r in to_score), self.scorer.score_documents([r.text for r in to_score])))
+        rows = []
+        for r in records:
+            if r.error is not None:
+                skipped.append((r.doc_id, r.error))
                 continue
-        rows.append({"doc_id": r.doc_id, "texts": texts, "scores": scores, "avg_score": float(np.mean(scores))})
-    if _attribute_scorers:
-        rows = _add_attribute_scores(rows, skipped)
-    schema = ATTRIBUTE_SCHEMA if _attribute_scorers else SCHEMA
-    stem = Path(out_stem)
-    _write_atomic(stem.with_suffix(".parquet"), lambda p: pq.write_table(pa.Table.from_pylist(rows, schema), p))
-    prescored = 0 if _attribute_scorers else sum(r.texts is not None for r in records)  # those kept as they are
-    meta = {"documents": len(rows), "prescored": prescored, "skipped": skipped}
-    _write_atomic(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta)))
-    return len(rows), skipped
+            if r.texts is not None and self.attribute_scorers:
+                skipped.append((r.doc_id, "already scored: no attribute scores (scorer.attributes needs its text)"))
+                continue
+            if r.texts is not None:  # already scored: kept as it is
+                texts, scores = r.texts, r.scores
+            elif not r.text.strip():
+                skipped.append((r.doc_id, "empty"))
+                continue
+            elif isinstance(result := results[r.doc_id], UnscorableDocument):
+                skipped.append((r.doc_id, str(result)))
+                continue
+            else:
+                texts, scores = result
+                if "".join(texts) != r.text:
+                    raise AssertionError(f"{self.scorer.name} segmentation of {r.doc_id} does not join back to the "
+                                         "document")
+                if any(s != s for s in scores):
+                    skipped.append((r.doc_id, f"{self.scorer.name} returned NaN"))
+                    continue
+            rows.append({"doc_id": r.doc_id, "texts": texts, "scores": scores, "avg_score": float(np.mean(scores))})
+        if self.attribute_scorers:
+            rows = self._add_attribute_scores(rows, skipped)
+        schema = ATTRIBUTE_SCHEMA if self.attribute_scorers else SCHEMA
+        stem = Path(out_stem)
+        _write_atomic(stem.with_suffix(".parquet"), lambda p: pq.write_table(pa.Table.from_pylist(rows, schema), p))
+        prescored = 0 if self.attribute_scorers else sum(r.texts is not None for r in records)  # kept as they are
+        meta = {"documents": len(rows), "prescored": prescored, "skipped": skipped}
+        _write_atomic(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta)))
+        return len(rows), skipped
+
+    def _add_attribute_scores(self, rows: list[dict], skipped: list) -> list[dict]:
+        """Score the rows' segments with each attribute scorer, all segments of the shard in one batch per
+        scorer; a document with a segment an attribute cannot score (None or NaN) is skipped, never kept
+        with a made-up score. Returns the rows kept."""
+        segments = [text for row in rows for text in row["texts"]]
+        columns = []
+        for name, scorer in self.attribute_scorers.items():
+            scores = scorer.score_texts(segments)
+            if len(scores) != len(segments):
+                raise RuntimeError(f"attribute {name!r} returned {len(scores)} scores for {len(segments)} segments")
+            columns.append(scores)
+        per_segment = list(zip(*columns))  # one tuple of attribute scores per segment
+        kept, start = [], 0
+        for row in rows:
+            scores, start = per_segment[start:start + len(row["texts"])], start + len(row["texts"])
+            unscored = next((name for i, name in enumerate(self.attribute_scorers)
+                             if any(s[i] is None or s[i] != s[i] for s in scores)), None)
+            if unscored is not None:
+                skipped.append((row["doc_id"], f"attribute {unscored} gave no score (NaN or None)"))
+                continue
+            kept.append({**row, ATTRIBUTE_SCORES: [[float(s) for s in segment] for segment in scores]})
+        return kept
 
 
-def _add_attribute_scores(rows: list[dict], skipped: list) -> list[dict]:
-    """Score the rows' segments with each attribute scorer, all segments of the shard in one batch per
-    scorer; a document with a segment an attribute cannot score (None or NaN) is skipped, never kept
-    with a made-up score. Returns the rows kept."""
-    segments = [text for row in rows for text in row["texts"]]
-    columns = []
-    for name, scorer in _attribute_scorers.items():
-        scores = scorer.score_texts(segments)
-        if len(scores) != len(segments):
-            raise RuntimeError(f"attribute {name!r} returned {len(scores)} scores for {len(segments)} segments")
-        columns.append(scores)
-    per_segment = list(zip(*columns))  # one tuple of attribute scores per segment
-    kept, start = [], 0
-    for row in rows:
-        scores, start = per_segment[start:start + len(row["texts"])], start + len(row["texts"])
-        unscored = next((name for i, name in enumerate(_attribute_scorers)
-                         if any(s[i] is None or s[i] != s[i] for s in scores)), None)
-        if unscored is not None:
-            skipped.append((row["doc_id"], f"attribute {unscored} gave no score (NaN or None)"))
-            continue
-        kept.append({**row, ATTRIBUTE_SCORES: [[float(s) for s in segment] for segment in scores]})
-    return kept
+# A worker process's own ShardScorer: the one state a process pool's initializer can hand to its tasks.
+_worker: ShardScorer | None = None
+
+
+def _init_worker(scorer_config, threads: int, parent: int) -> None:
+    global _worker
+    exit_with_parent(parent)
+    # Each process gets its share of the cores (set before torch, spaCy or scikit-learn start their pools).
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    _worker = ShardScorer(get_scorer(scorer_config), get_attribute_scorers(scorer_config))
+
+
+def _score_in_worker(records: list[Record], out_stem: str) -> tuple[int, list]:
+    return _worker.score(records, out_stem)
 
 
 def part_of(doc_id: str, parts: int) -> int:
@@ -226,7 +236,7 @@ def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
                 if stem.with_suffix(".json").exists():  # done by an earlier run
                     bar.update(len(records))
                     continue
-                pending.append(pool.submit(_score_shard, records, str(stem)))
+                pending.append(pool.submit(_score_in_worker, records, str(stem)))
                 while len(pending) >= 2 * workers:
                     collect(pending.popleft())
             while pending:
@@ -236,15 +246,8 @@ def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
     return _finish(out.parent, check_splits=parts == 1)
 
 
-def _read_info(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
 
 
-def _finished_shards(out: Path) -> list[Path]:
-    return [p for split in SPLITS for p in (out / split).glob("shard-*.json")]
 
 
 def _finish(data_dir: Path, check_splits: bool) -> dict:
@@ -290,58 +293,10 @@ def merge_scored(part_dirs: list[Path], data_dir: Path) -> dict:
     return _finish(data_dir, check_splits=True)
 
 
-def scored_files(data_dir: Path, split: str) -> list[Path]:
-    files = sorted((Path(data_dir) / "scored" / split).glob("shard-*.parquet"))
-    if not files:
-        raise PHFError(f"no scored {split} data in {data_dir}/scored/{split}; run `phf score` first")
-    return files
 
 
-def read_scored(data_dir: Path, split: str, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(scored_files(data_dir, split), columns=columns)
 
 
-def scored_info(data_dir: Path) -> dict:
-    """The corpus and scorer settings a scored folder was scored with."""
-    path = Path(data_dir) / "scored" / "info.json"
-    if not path.exists():
-        raise PHFError(f"no scored data in {data_dir} ({path} missing); run `phf score` first")
-    return json.loads(path.read_text())
 
 
-def scored_attributes(data_dir: Path) -> list[str]:
-    """The attributes of a scored folder, in the order of its `attribute_scores` (none: no such column)."""
-    return scored_info(data_dir)["scorer"].get("attributes", [])  # scored before attributes existed: none
 
-
-def scoring_report(data_dir: Path) -> dict:
-    """Counts and segment-score statistics of both splits, and of each attribute, read one shard at a time
-    (memory stays flat)."""
-    report = {}
-    attributes = scored_attributes(data_dir)
-    for split in SPLITS:
-        metas = [json.loads(p.read_text()) for p in sorted((Path(data_dir) / "scored" / split).glob("shard-*.json"))]
-        skipped = [item for m in metas for item in m["skipped"]]
-        segments = 0
-        totals, zeros = np.zeros(1 + len(attributes)), np.zeros(1 + len(attributes))  # the primary, then each attribute
-        for path in sorted((Path(data_dir) / "scored" / split).glob("shard-*.parquet")):
-            table = pq.read_table(path, columns=["scores", ATTRIBUTE_SCORES] if attributes else ["scores"])
-            scores = np.asarray(table["scores"].combine_chunks().flatten())[:, None]
-            if attributes:
-                per_segment = np.asarray(table[ATTRIBUTE_SCORES].combine_chunks().flatten().flatten())
-                scores = np.hstack([scores, per_segment.reshape(-1, len(attributes))])
-            segments, totals, zeros = segments + len(scores), totals + scores.sum(0), zeros + (scores == 0).sum(0)
-        stats = [{"mean_segment_score": float(total / segments) if segments else None,
-                  "share_segments_zero": float(zero / segments) if segments else None} for total, zero in zip(totals, zeros)]
-        report[split] = {
-            "documents": sum(m["documents"] for m in metas),
-            "segments": int(segments),
-            **stats[0],
-            "prescored": sum(m.get("prescored", 0) for m in metas),
-            "skipped": len(skipped),
-            "skipped_by_reason": dict(Counter(reason.split(" (")[0] for _, reason in skipped)),
-            "skipped_documents": skipped,
-        }
-        if attributes:
-            report[split]["attributes"] = dict(zip(attributes, stats[1:]))
-    return report

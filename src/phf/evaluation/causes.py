@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from phf.data.scoring import read_scored
+from phf.data.scored import read_scored
 from phf.evaluation.heldout import evenly_spread
 
 CORPUS_DOCUMENTS = 400  # training documents the corpus rates are measured on, spread evenly over the split

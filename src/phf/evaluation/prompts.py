@@ -11,7 +11,7 @@ import random
 import textwrap
 from pathlib import Path
 
-from phf.data.scoring import read_scored
+from phf.data.scored import read_scored
 from phf.errors import PHFError
 from phf.scorers.segment import statements
 

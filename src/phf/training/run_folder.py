@@ -24,7 +24,7 @@ import yaml
 from safetensors import SafetensorError, safe_open
 
 from phf.config import Config, build_config, training_settings
-from phf.data.scoring import scored_info
+from phf.data.scored import scored_info
 from phf.errors import PHFError
 from phf.model_folder import MODEL_DIR, has_model
 LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
