@@ -3,7 +3,10 @@
     cfg = load_config("pep8", "conditional", ["training.learning_rate=3e-4"])
 
 `task` and `method` are names of shipped recipes (`phf/configs/<task>/task.yaml`,
-`phf/configs/<task>/<method>.yaml`) or paths to YAML files. Every field carries its
+`phf/configs/<task>/<method>.yaml`) or paths to YAML files. A method recipe may start
+with `extends: BASE`: BASE's keys, then its own merged on top (BASE is a recipe name,
+looked up beside the recipe and then among the task's recipes, or a YAML path relative
+to the recipe's folder; `extends` itself is no config key). Every field carries its
 help text; an unknown key or a bad value raises `ConfigError` naming the key and what
 is allowed.
 """
@@ -350,11 +353,36 @@ def updated(cfg: Config, values: dict) -> Config:
     return build_config(apply(cfg.model_dump(), values=values))
 
 
+def _read_recipe(path: Path, task: str, chain: tuple[Path, ...] = ()) -> dict:
+    """A method recipe's mapping. One with `extends: BASE` is BASE's (read the same way) with its own keys merged
+    on top. BASE is a YAML path (.yaml/.yml) relative to the recipe's folder, or a recipe name: `BASE.yaml` beside
+    the recipe, else the task's recipe of that name (so your own recipe file may extend a shipped one)."""
+    chain += (path.resolve(),)
+    data = _read_yaml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends must name a recipe or a YAML path, got {base!r}")
+    if Path(base).suffix in (".yaml", ".yml"):
+        candidates = [path.parent / base]
+    else:
+        candidates = [path.parent / f"{base}.yaml", _recipe(task, "task").parent / f"{base}.yaml"]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        looked = ", ".join(dict.fromkeys(str(p) for p in candidates))
+        raise ConfigError(f"{path}: extends {base!r}, which is not found (looked for {looked})")
+    if found.resolve() in chain:
+        names = [p.name for p in chain + (found.resolve(),)]
+        raise ConfigError(f"{path}: recipes extend one another in a cycle: {' -> '.join(names)}")
+    return merge(_read_recipe(found, task, chain), data)
+
+
 def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = (),
                 values: dict | None = None) -> Config:
     raw = _read_yaml(_recipe(task, "task"))
     if method:
-        raw = merge(raw, _read_yaml(_recipe(task, method)))
+        raw = merge(raw, _read_recipe(_recipe(task, method), task))
     return build_config(apply(raw, overrides, values))
 
 
