@@ -120,14 +120,12 @@ def _downstream(a) -> dict:
 def _trained_config(model: str, overrides: list[str], values: dict):
     """The config the model was trained with (config.yaml beside its folder) with `overrides` and `values`;
     None if it has none."""
-    import yaml
-
-    from phf.config import apply, build_config
+    from phf.config import apply, build_config, saved_config
 
     run_config = Path(model).parent / "config.yaml"
     if not run_config.exists():
         return None
-    return build_config(apply(yaml.safe_load(run_config.read_text()), overrides, values))
+    return build_config(apply(saved_config(run_config), overrides, values))
 
 
 def cmd_evaluate(a) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phf.errors import PHFError
 
@@ -104,35 +104,69 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on embeddings, attention and residuals.")
 
 
-class ObjectiveConfig(Section):
-    name: Literal["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"] = Field(
-        "mle", description="Training objective (docs/method.md, Objectives).")
-    threshold: float | str = Field(0.0, description="Conditional / unlikelihood: a segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores.")
-    filter_threshold: float | str = Field("p90", description="Filtering: drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
-    drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Conditional: share of segments given no control token.")
-    num_levels: int = Field(2, ge=2, le=100, description="Conditional: control tokens per attribute, K. Level 0 (aligned) is score <= threshold; the other segments are split into K-1 levels at equal quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = 100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
-    attribute_thresholds: dict[str, float | str] = Field({}, description="Conditional: also tag these scorer.attributes, each with its aligned threshold (a number or 'pNN'), as objective.threshold is for scorer.name; e.g. {pii: 0}.")
-    cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Conditional: train the last share of the token budget without control tokens (MeCo's cooldown), to measure what conditioning costs and keeps; sampling still starts from the aligned tokens.")
-    alpha: float = Field(1.0, ge=0, le=1, description="Unlikelihood: weight of the unlikelihood term. AWR: weight of the policy loss against the value loss.")
-    beta: float = Field(1.0, gt=0, description="RWR / AWR: temperature of the weights exp(R / beta) or exp(A / beta).")
-    max_weight: float = Field(1000.0, gt=0, description="RWR / AWR: weights are clipped above at this value.")
+def _number_or_percentile(v):
+    if isinstance(v, str) and not PERCENTILE.match(v):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"expected a number or a percentile like 'p95', got {v!r}") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"expected a finite number or a percentile like 'p95', got {v!r}")
+    return v
 
-    @field_validator("threshold", "filter_threshold")
-    @classmethod
-    def _number_or_percentile(cls, v):
-        if isinstance(v, str) and not PERCENTILE.match(v):
-            try:
-                v = float(v)
-            except ValueError:
-                raise ValueError(f"expected a number or a percentile like 'p95', got {v!r}") from None
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"expected a finite number or a percentile like 'p95', got {v!r}")
-        return v
 
-    @field_validator("attribute_thresholds")
-    @classmethod
-    def _numbers_or_percentiles(cls, v):
-        return {name: cls._number_or_percentile(t) for name, t in v.items()}
+Threshold = Annotated[float | str, AfterValidator(_number_or_percentile)]
+
+# One settings class per objective (docs/method.md, Objectives), told apart by `name`: a setting another
+# objective has (objective.beta on a conditional run) is an error naming the objective, not silently unused.
+THRESHOLD = "A segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores."
+
+
+class MLEConfig(Section):
+    name: Literal["mle"] = Field("mle", description="Maximum likelihood on the whole corpus: the baseline.")
+
+
+class FilteringConfig(Section):
+    name: Literal["filtering"] = Field(description="MLE on the documents scored at most filter_threshold.")
+    filter_threshold: Threshold = Field("p90", description="Drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
+
+
+class ConditionalConfig(Section):
+    name: Literal["conditional"] = Field(description="A control token before every segment; sampled from the aligned one.")
+    threshold: Threshold = Field(0.0, description=THRESHOLD)
+    drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Share of segments given no control token.")
+    num_levels: int = Field(2, ge=2, le=100, description="Control tokens per attribute, K. Level 0 (aligned) is score <= threshold; the other segments are split into K-1 levels at equal quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = 100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
+    attribute_thresholds: dict[str, Threshold] = Field({}, description="Also tag these scorer.attributes, each with its aligned threshold (a number or 'pNN'), as threshold is for scorer.name; e.g. {pii: 0}.")
+    cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Train the last share of the token budget without control tokens (MeCo's cooldown), to measure what conditioning costs and keeps; sampling still starts from the aligned tokens.")
+
+
+class UnlikelihoodConfig(Section):
+    name: Literal["unlikelihood"] = Field(description="MLE on aligned segments, -alpha log(1 - p) on the others.")
+    threshold: Threshold = Field(0.0, description=THRESHOLD)
+    alpha: float = Field(1.0, ge=0, description="Weight of the unlikelihood term (paper: 1; PEP8: 0.01).")
+
+
+class RWRConfig(Section):
+    name: Literal["rwr"] = Field(description="Token NLL weighted by exp(-score / beta).")
+    beta: float = Field(10.0, gt=0, description="Temperature of the weights exp(R / beta) (paper: 10).")
+    max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
+
+
+class AWRConfig(Section):
+    name: Literal["awr"] = Field(description="NLL weighted by exp(advantage / beta), plus (1 - alpha) x a value loss.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the policy loss against the value loss (paper: 0.5; PEP8: 0.05).")
+    beta: float = Field(1.0, gt=0, description="Temperature of the weights exp(A / beta) (paper: toxicity 10, PII 0.1, PEP8 1).")
+    max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
+
+
+def cooldown_fraction(cfg) -> float:
+    """The share of the budget trained without control tokens at the end (conditional training only)."""
+    return cfg.objective.cooldown_fraction if isinstance(cfg.objective, ConditionalConfig) else 0.0
+
+
+OBJECTIVE_CONFIGS = {c.model_fields["name"].annotation.__args__[0]: c
+                     for c in (MLEConfig, FilteringConfig, ConditionalConfig, UnlikelihoodConfig, RWRConfig, AWRConfig)}
+ObjectiveConfig = Annotated[Union[tuple(OBJECTIVE_CONFIGS.values())], Field(discriminator="name")]
 
 
 class TrainingConfig(Section):
@@ -225,20 +259,25 @@ class Config(Section):
     scorer: ScorerConfig = ScorerConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
-    objective: ObjectiveConfig = ObjectiveConfig()
+    objective: ObjectiveConfig = MLEConfig()
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     redteam: RedTeamConfig = RedTeamConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mle_by_default(cls, raw):
+        if isinstance(raw, dict) and isinstance(raw.get("objective"), dict) and "name" not in raw["objective"]:
+            raw = {**raw, "objective": {**raw["objective"], "name": "mle"}}
+        return raw
+
     @model_validator(mode="after")
-    def _attributes_and_cooldown(self):
-        unscored = set(self.objective.attribute_thresholds) - set(self.scorer.attributes)
+    def _attributes(self):
+        unscored = set(getattr(self.objective, "attribute_thresholds", {})) - set(self.scorer.attributes)
         if unscored:
             raise ValueError(f"objective.attribute_thresholds names {sorted(unscored)}, which scorer.attributes "
                              f"({self.scorer.attributes}) does not score")
-        if self.objective.cooldown_fraction and self.objective.name != "conditional":
-            raise ValueError("objective.cooldown_fraction drops control tokens: it needs objective.name=conditional")
         return self
 
 
@@ -318,8 +357,18 @@ def parse_override(text: str) -> dict:
 def _explain(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "float", "str")))
-        if e["type"] == "extra_forbidden":
+        loc = e["loc"]
+        if loc[:1] == ("objective",) and len(loc) > 1 and loc[1] in OBJECTIVE_CONFIGS:  # the union's tag: not a key
+            objective, loc = loc[1], ("objective", *loc[2:])
+            if e["type"] == "extra_forbidden":
+                settings = [f for f in OBJECTIVE_CONFIGS[objective].model_fields if f != "name"]
+                lines.append(f"objective.{loc[-1]} does not apply to objective {objective} "
+                             f"(its settings: {', '.join(settings) or 'none'})")
+                continue
+        key = ".".join(str(p) for p in loc if not str(p).startswith(("function-", "literal[", "float", "str")))
+        if e["type"] == "union_tag_invalid":
+            lines.append(f"{key}.name: {e['input'].get('name')!r} is not an objective; one of: {', '.join(OBJECTIVE_CONFIGS)}")
+        elif e["type"] == "extra_forbidden":
             section = Config
             for part in e["loc"][:-1]:
                 section = section.model_fields[part].annotation
@@ -327,7 +376,7 @@ def _explain(err: ValidationError) -> str:
         elif not key:  # a check across sections: its message names the keys
             lines.append(e["msg"].removeprefix("Value error, "))
         else:
-            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"{key}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
     return "; ".join(dict.fromkeys(lines))
 
 
@@ -345,6 +394,22 @@ def apply(raw: dict, overrides: list[str] = (), values: dict | None = None) -> d
         raw = merge(raw, parse_override(text))
     for key, value in (values or {}).items():
         raw = merge(raw, dotted(key, value))
+    return raw
+
+
+def saved_config(path: Path) -> dict:
+    """A run's config.yaml as raw values. Runs of phf before one settings class per objective saved every
+    objective setting, used or not: those their objective does not have are dropped, so their folders resume."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} is not a config (a mapping of sections)")
+    objective = raw.get("objective")
+    if isinstance(objective, dict) and objective.get("name") in OBJECTIVE_CONFIGS:
+        fields = OBJECTIVE_CONFIGS[objective["name"]].model_fields
+        raw = {**raw, "objective": {k: v for k, v in objective.items() if k in fields}}
     return raw
 
 

@@ -9,11 +9,12 @@ from typing import Iterator
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from phf.config import Config
-from phf.data.control import build_scheme, control_tokens
-from phf.data.packing import Transform, pack, resolve_threshold
+from phf.config import Config, cooldown_fraction
+from phf.data.control import control_tokens
+from phf.data.packing import Transform, pack
 from phf.data.scored import scored_files
 from phf.data.tokenizer import load_tokenizer, train_bpe
+from phf.objectives import method_of
 
 
 def training_texts(data_dir: Path, max_chars: int) -> Iterator[str]:
@@ -49,17 +50,6 @@ def tokenizer_id_of(tokenizer) -> str:
     return "sha256:" + hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
 
-def train_transform(cfg: Config, data_dir: Path) -> Transform:
-    """The configured objective's transform of the training split."""
-    obj = cfg.objective
-    if obj.name == "filtering":
-        return Transform(filter_threshold=resolve_threshold(obj.filter_threshold, data_dir, "avg_score"))
-    if obj.name == "conditional":
-        return Transform(control=build_scheme(cfg, data_dir), drop_token_fraction=obj.drop_token_fraction,
-                         seed=cfg.training.seed)
-    return Transform()
-
-
 def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str,
                    streams: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Packed streams (cached by transform), by name:
@@ -70,12 +60,12 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str,
                     model is sampled (the deployed capability);
     train_untagged  conditional with objective.cooldown_fraction: the training split without control tokens.
     `streams`: only those of these names (None: all)."""
-    train = train_transform(cfg, data_dir)
+    train = method_of(cfg).transform(cfg, data_dir)
     wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
     if train.control is not None:
         wanted["heldout_tagged"] = ("heldout", Transform(control=train.control))
         wanted["heldout_deployed"] = ("heldout", Transform(control=train.control.all_aligned()))
-    if cfg.objective.cooldown_fraction:
+    if cooldown_fraction(cfg):
         wanted["train_untagged"] = ("train", Transform())
     dirs = {}
     for name, (split, transform) in wanted.items():

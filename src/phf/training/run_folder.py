@@ -20,10 +20,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import yaml
 from safetensors import SafetensorError, safe_open
 
-from phf.config import Config, build_config, training_settings
+from phf.config import Config, build_config, saved_config, training_settings
 from phf.data.scored import scored_info
 from phf.errors import PHFError
 from phf.model_folder import MODEL_DIR, has_model
@@ -73,7 +72,7 @@ def differing_settings(cfg: Config, run_dir: Path) -> dict[str, tuple]:
     if not path.exists():
         return {}
     # Read through build_config: fields added to phf since then take their defaults.
-    saved, new = training_settings(build_config(yaml.safe_load(path.read_text()))), training_settings(cfg)
+    saved, new = training_settings(build_config(saved_config(path))), training_settings(cfg)
     return {key: (saved.get(key), new.get(key)) for key in dict.fromkeys([*saved, *new]) if saved.get(key) != new.get(key)}
 
 

@@ -11,14 +11,14 @@ import yaml
 from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 
-from phf.config import Config, TrainingConfig
-from phf.data.packing import PackedBlocks, resolve_threshold
+from phf.config import Config, TrainingConfig, cooldown_fraction
+from phf.data.packing import PackedBlocks
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.control import control_info
 from phf.errors import PHFError
 from phf.evaluation.curve import MisalignmentCurve
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
-from phf.objectives import NEEDS_VALUE_HEAD, build_objective
+from phf.objectives import build_objective, method_of
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
 from phf.training import run_folder
@@ -77,7 +77,7 @@ def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> t
         seed=t.seed,
         remove_unused_columns=False,  # keep "scores" in the batch
         # A cooldown run's dataset is its whole schedule, in order (training/cooldown.py)
-        train_sampling_strategy="sequential" if cfg.objective.cooldown_fraction else "random",
+        train_sampling_strategy="sequential" if cooldown_fraction(cfg) else "random",
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,  # every objective trains every parameter: skip DDP's graph traversal
     )
@@ -154,16 +154,15 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
         tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
         packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
     blocks = PackedBlocks(packed["train"], cfg.model.block_size)
-    if cfg.objective.cooldown_fraction:
+    if cooldown_fraction(cfg):
         dataset = CooldownSchedule(blocks, PackedBlocks(packed["train_untagged"], cfg.model.block_size), args.max_steps,
-                                   cfg.training.batch_size, cfg.objective.cooldown_fraction, cfg.training.seed)
+                                   cfg.training.batch_size, cooldown_fraction(cfg), cfg.training.seed)
         if main:
             print(f"tag cooldown: steps {dataset.switch_step + 1}-{args.max_steps} train without control tokens")
     else:
         dataset = whole_batches(blocks, cfg.training.batch_size)
-    threshold = resolve_threshold(cfg.objective.threshold, data_dir, "scores")
     set_seed(cfg.training.seed)  # the initial weights depend on the seed only (the same in every process)
-    model = build_model(cfg.model, tokenizer, value_head=cfg.objective.name in NEEDS_VALUE_HEAD)
+    model = build_model(cfg.model, tokenizer, value_head=method_of(cfg).value_head)
     use_fast_attention(model, args.device, args.bf16, cfg.model.block_size)
     if main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
@@ -172,14 +171,14 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
               f"{len(dataset)} of {len(blocks)} blocks of {cfg.model.block_size}, bf16={args.bf16}, "
               f"{torch.get_num_threads()} threads, {args.world_size} process(es) x "
               f"{args.per_device_train_batch_size} sequences x {args.gradient_accumulation_steps} accumulation steps")
-    conditional = cfg.objective.name == "conditional"
+    conditional = method_of(cfg).conditional
     info = InfoWriter(ModelInfo(cfg.objective.name, cfg.scorer.name, conditional, cfg.model.init_from,
                                 control_info(cfg) if conditional else None), tokens_already, tokens_per_step)
     if main and checkpoint and not has_model(checkpoint):  # stopped between the Trainer's save and ours
         info.write(checkpoint, run_folder.step_of(checkpoint))
     trainer = PHFTrainer(
         model=model, args=args, train_dataset=dataset,
-        objective=build_objective(cfg.objective, threshold), tokens_per_step=tokens_per_step,
+        objective=build_objective(cfg.objective, data_dir), tokens_per_step=tokens_per_step,
         tokens_already=tokens_already,
         callbacks=[JsonlLogger(run_dir / "log.jsonl"), info],
     )
