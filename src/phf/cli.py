@@ -16,6 +16,18 @@ from phf.errors import PHFError
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
 OVERRIDES_HELP = "config overrides as section.key=value, e.g. training.learning_rate=3e-4 model.n_layer=2"
+# Flags that set one config value each (argument name -> section.key), on every command that has them. Their
+# values are taken literally, never read as YAML, so a path like `runs/a: b` or `null` stays that path.
+SHORTHANDS = {
+    "corpus": "data.corpus",
+    "text_field": "data.text_field",
+    "scorer": "scorer.name",
+    "init_from": "model.init_from",
+    "guidance": "sampling.guidance",
+    "kl_reference": "evaluation.kl_reference",
+    "kl_samples": "evaluation.kl_samples",
+    "red_lm": "redteam.red_lm",
+}
 
 
 def _config_args(p: argparse.ArgumentParser, method: str | None = "mle") -> None:
@@ -38,8 +50,7 @@ def cmd_score(a) -> None:
     if a.merge:
         report = merge_scored(a.merge, a.data)
     else:
-        cfg = load_config(a.task, None, a.overrides,
-                          _flags(a, corpus="data.corpus", text_field="data.text_field", scorer="scorer.name"))
+        cfg = load_config(a.task, None, a.overrides, _values(a))
         index, _, parts = (a.shard or "0/1").partition("/")
         if not (index.isdigit() and parts.isdigit()):
             raise PHFError(f"--shard {a.shard!r}: expected i/N, e.g. 0/4")
@@ -57,7 +68,7 @@ def cmd_train(a) -> None:
 
     if a.resume and a.overwrite:
         raise PHFError("--resume continues the run in the folder, --overwrite deletes it: choose one")
-    cfg = load_config(a.task, a.method, a.overrides, _flags(a, init_from="model.init_from"))
+    cfg = load_config(a.task, a.method, a.overrides, _values(a))
     output = a.output or Path("runs") / cfg.objective.name
     again = "phf " + shlex.join(arg for arg in a.argv if arg not in ("--resume", "--overwrite"))
     try:
@@ -84,10 +95,9 @@ def _guidance_arg(p) -> None:
 
 
 def cmd_sample(a) -> None:
-    from phf.config import load_config
     from phf.sampling.generate import load_model, read_prompts, sample
 
-    cfg = load_config(a.task, None, a.overrides, _flags(a, guidance="sampling.guidance"))
+    cfg = _model_config(a)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
     loaded = load_model(a.model)  # after the prompts: bad input is reported before the slow part
     lines = [json.dumps({"prompt": p, "text": t}) + "\n" for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts))]
@@ -100,16 +110,16 @@ def cmd_sample(a) -> None:
         sys.stdout.writelines(lines)
 
 
-def _flags(a, **keys: str) -> dict:
-    """Config values set by flags (argument name -> section.key), the ones given: taken literally, never read as
-    YAML, so a path like `runs/a: b` or `null` stays that path."""
-    return {key: getattr(a, name) for name, key in keys.items() if getattr(a, name) is not None}
+def _values(a) -> dict:
+    """The config values the command's flags set: the SHORTHANDS given, and --downstream's tasks."""
+    values = {key: getattr(a, name) for name, key in SHORTHANDS.items() if getattr(a, name, None) is not None}
+    return values | _downstream(a)
 
 
 def _downstream(a) -> dict:
     """--downstream TASK[=PATH] ...: the tasks, and the local data of those given a path (taken literally).
     The list takes every word after the flag, so section.key=value overrides among them go back to the overrides."""
-    if not a.downstream:
+    if not getattr(a, "downstream", None):
         return {}
     a.overrides += [item for item in a.downstream if "." in item.partition("=")[0]]
     pairs = [item.partition("=")[::2] for item in a.downstream if "." not in item.partition("=")[0]]
@@ -117,25 +127,22 @@ def _downstream(a) -> dict:
             "evaluation.downstream_files": {name: path for name, path in pairs if path}}
 
 
-def _trained_config(model: str, overrides: list[str], values: dict):
-    """The config the model was trained with (config.yaml beside its folder) with `overrides` and `values`;
-    None if it has none."""
-    from phf.config import apply, build_config, saved_config
+def _model_config(a):
+    """The config of a command given a --model (sample, evaluate, redteam): the one the model was trained with
+    (config.yaml in its run folder), else the --task's recipe; or, with --method, that recipe of the task. Then
+    the overrides and flags."""
+    from phf.config import apply, build_config, load_config, saved_config
 
-    run_config = Path(model).parent / "config.yaml"
-    if not run_config.exists():
-        return None
-    return build_config(apply(saved_config(run_config), overrides, values))
+    run_config = Path(a.model).parent / "config.yaml"
+    if getattr(a, "method", None) is None and run_config.exists():
+        return build_config(apply(saved_config(run_config), a.overrides, _values(a)))
+    return load_config(a.task, getattr(a, "method", None), a.overrides, _values(a))
 
 
 def cmd_evaluate(a) -> None:
-    from phf.config import load_config
     from phf.evaluation.evaluate import evaluate
 
-    values = _flags(a, kl_reference="evaluation.kl_reference", kl_samples="evaluation.kl_samples",
-                    guidance="sampling.guidance") | _downstream(a)
-    cfg = (_trained_config(a.model, a.overrides, values) if a.method is None else None) \
-        or load_config(a.task, a.method or "mle", a.overrides, values)
+    cfg = _model_config(a)
     output = a.output or Path(a.model).parent / "eval"
     metrics = evaluate(Path(a.model), cfg, output, a.data if a.data.exists() else None)
     print(json.dumps(metrics, indent=1))
@@ -143,15 +150,12 @@ def cmd_evaluate(a) -> None:
 
 
 def cmd_redteam(a) -> None:
-    from phf.config import load_config
     from phf.lm import load_lm
     from phf.redteam import Template, format_table, run_redteam, template_path
     from phf.sampling.generate import read_prompts
     from phf.scorers import get_scorer
 
-    values = _flags(a, red_lm="redteam.red_lm")
-    # the config the model was trained with: its task's scorer, prompts and sampling
-    cfg = _trained_config(a.model, a.overrides, values) or load_config(a.task, None, a.overrides, values)
+    cfg = _model_config(a)  # the config the model was trained with: its task's scorer, prompts and sampling
     Template.load(template_path(cfg))  # a bad template is reported before any model is loaded
     if not (a.prompts or cfg.evaluation.prompts):
         raise PHFError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
@@ -168,8 +172,8 @@ def cmd_experiment(a) -> None:
     from phf.experiment import run_experiment
 
     methods = a.methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
-    run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.kl_reference, a.redteam,
-                   values=_flags(a, corpus="data.corpus") | _downstream(a))
+    run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.reference, a.redteam,
+                   values=_values(a))
 
 
 def cmd_serve(a) -> None:
@@ -245,13 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample from a model (conditional models: from <|aligned|>)",
-                       description="Batched sampling with a KV cache; prints one JSON object per sample.")
+                       description="Batched sampling with a KV cache; prints one JSON object per sample. Uses the "
+                                   "config the model was trained with (config.yaml beside the model folder) when there "
+                                   "is one, else --task's recipe.")
     p.add_argument("--model", required=True, help="model folder (runs/<objective>/model)")
     p.add_argument("--prompts", help="JSONL file of prompts, one {\"text\": ...} per line")
     p.add_argument("-n", "--num-samples", type=int, default=8, help="samples (per prompt, with --prompts)")
     p.add_argument("--output", help="JSONL file to write (default: standard output)")
     _guidance_arg(p)
-    _config_args(p, method=None)
+    _config_args(p, method="")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="misalignment of samples, held-out loss, KL from a reference LM",
@@ -307,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="JSONL file of seed prompts, one {\"text\": ...} per line (default: the task's "
                                      "evaluation.prompts)")
     p.add_argument("--output", type=Path, help="output folder (default: next to the model folder, redteam/)")
-    _config_args(p, method=None)
+    _config_args(p, method="")
     p.set_defaults(func=cmd_redteam)
 
     p = sub.add_parser("experiment", help="score, train and evaluate several objectives; print the table",
@@ -326,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finetuning arms, e.g. conditional@0.5: MLE for half the token budget, then conditional "
                         "training for the rest (the paper's comparison with pretraining with feedback)")
     p.add_argument("--parallel", type=int, default=1, help="arms trained side by side, sharing the CPU cores (default: 1)")
-    p.add_argument("--kl-reference", metavar="SPEC",
+    p.add_argument("--kl-reference", metavar="SPEC", dest="reference",  # not the shorthand: longer-mle is no model
                    help="also measure every arm's KL from a reference LM: longer-mle (an MLE model trained first on "
                         "twice the budget, offline), a model folder, a hub name, or openai:MODEL@URL")
     p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
