@@ -274,8 +274,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _attributes(self):
-        unscored = set(getattr(self.objective, "attribute_thresholds", {})) - set(self.scorer.attributes)
-        if unscored:
+        tagged = self.objective.attribute_thresholds if isinstance(self.objective, ConditionalConfig) else {}
+        if unscored := set(tagged) - set(self.scorer.attributes):
             raise ValueError(f"objective.attribute_thresholds names {sorted(unscored)}, which scorer.attributes "
                              f"({self.scorer.attributes}) does not score")
         return self
