@@ -18,9 +18,7 @@ from phf.experiment import results_table
 from phf.report import write_report
 from phf.scorers import get_scorer
 from phf.scorers.segment import lines
-from phf.training.train import train
-from tests.conftest import scoring_config, tiny_config
-from tests.test_report import make_experiment
+from tests.helpers import make_experiment, scoring_config, tiny_config
 
 PRIMARY = "tests.test_attributes:x_count"
 ATTRIBUTES = ["tests.test_attributes:digit_count", "tests.test_attributes:upper_count"]
@@ -129,15 +127,10 @@ def test_nan_or_none_attribute_or_prescored_record_skips_the_document(tmp_path):
     assert json.loads((tmp_path / "shard-00000.json").read_text())["prescored"] == 0
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, data_dir):
-    return train(tiny_config(), data_dir, tmp_path_factory.mktemp("attributes-model") / "run")
-
-
-def test_evaluation_reports_each_attributes_misalignment(tiny_model, tmp_path):
+def test_evaluation_reports_each_attributes_misalignment(tiny_mle_model, tmp_path):
     (tmp_path / "prompts.jsonl").write_text('{"text": "def fx(x1, x2):\\n"}\n')
     cfg = tiny_config("mle", f"evaluation.prompts={tmp_path / 'prompts.jsonl'}", *WITH_ATTRIBUTES)
-    metrics = evaluate(tiny_model, cfg, tmp_path / "eval")
+    metrics = evaluate(tiny_mle_model, cfg, tmp_path / "eval")
     records = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     ev = cfg.evaluation
     for scenario in ("unconditional", "prompted"):

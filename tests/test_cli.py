@@ -7,15 +7,7 @@ import sys
 import pytest
 
 from phf.cli import main
-from tests.conftest import TINY
-
-
-def error_of(argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    message = str(exit_info.value.code)
-    assert message.startswith(f"phf {argv[0]}: error: ") and "\n" not in message
-    return message
+from tests.helpers import TINY, error_of
 
 
 @pytest.mark.parametrize("command", ["score", "train", "sample", "evaluate", "experiment"])
@@ -61,14 +53,10 @@ def test_only_phf_errors_become_one_line_errors(monkeypatch, tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith(f"phf sample: error: no model in {tmp_path / 'nope'}")
 
 
-def test_malformed_prompt_line_is_named(tmp_path, data_dir):
-    from tests.conftest import tiny_config
-    from phf.training.train import train
-
-    model_dir = train(tiny_config(), data_dir, tmp_path / "run")
+def test_malformed_prompt_line_is_named(tmp_path, tiny_mle_model):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"text": "def f():\\n"}\n{"text": oops}\n')
-    assert f"{prompts}:2: not valid JSON" in error_of(["sample", "--model", str(model_dir), "--prompts", str(prompts)])
+    assert f"{prompts}:2: not valid JSON" in error_of(["sample", "--model", str(tiny_mle_model), "--prompts", str(prompts)])
 
 
 def test_experiment_end_to_end_with_a_finetuning_arm_report_and_reuse(capsys, tmp_path, corpus_dir):

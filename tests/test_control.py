@@ -22,8 +22,7 @@ from phf.sampling.guidance import MisalignedGuidance
 from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule
 from phf.training.train import train
-from tests.conftest import TINY, generated_rows, tiny_config
-from tests.test_packing import stream
+from tests.helpers import TINY, generated_rows, stream, tiny_config
 
 
 def test_levels_split_the_scores_above_the_threshold_at_equal_quantiles():
@@ -190,9 +189,9 @@ def test_guidance_is_l_aligned_plus_w_times_the_difference_also_for_left_padded_
             assert torch.allclose(got[row], a + w * (a - m), atol=1e-4)
 
 
-def test_guidance_needs_a_conditional_model(data_dir, tmp_path):
-    cfg = tiny_config("mle", "training.num_tokens=256")
-    loaded = load_model(train(cfg, data_dir, tmp_path))
+def test_guidance_needs_a_conditional_model(tiny_mle_model):
+    cfg = tiny_config("mle")
+    loaded = load_model(tiny_mle_model)
     with pytest.raises(PHFError, match="needs a model trained with conditional training"):
         sample(loaded, cfg.sampling.model_copy(update={"guidance": 1.0}), [""])
 
@@ -236,10 +235,18 @@ def test_a_guided_model_scores_texts_with_the_guided_distribution(graded_model):
 
 
 def test_phf_sample_takes_a_guidance_weight(graded_model, capsys):
-    _, model_dir = graded_model
-    main(["sample", "--model", str(model_dir), "-n", "2", "--guidance", "2", "sampling.max_new_tokens=4"])
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(json.loads(line)["text"] is not None for line in lines)
+    cfg, model_dir = graded_model
+
+    def texts(*flags):
+        main(["sample", "--model", str(model_dir), "-n", "4", *flags])
+        return [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
+
+    plain, guided = texts(), texts("--guidance", "3")
+    assert len(plain) == 4 and texts("--guidance", "0") == plain
+    # the flag reaches the sampler: these are `sample`'s texts with sampling.guidance=3 and the model's own
+    # sampling settings (its run's config), same seed; and not the plain ones
+    expected = sample(load_model(model_dir), cfg.sampling.model_copy(update={"guidance": 3.0}), [""] * 4)
+    assert guided == expected != plain
 
 
 def test_untagged_sampling_gives_no_control_token_and_allows_none(graded_model):

@@ -13,7 +13,7 @@ from phf.data.scored import read_scored
 from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.scorers import Segmenter, get_scorer
-from tests.conftest import scoring_config
+from tests.helpers import scoring_config
 
 TWEETS = [f"Tweet number {i} is here. It has two sentences!" for i in range(12)]
 

@@ -11,7 +11,7 @@ import pytest
 
 from phf.errors import PHFError
 from phf.training.train import micro_batches, train
-from tests.conftest import TINY, tiny_config
+from tests.helpers import TINY, tiny_config
 
 # Both runs take the same 4 blocks at every step: the sampler shuffles the same order in every process
 # and hands rank r the micro-batches r, r+2, ... of it, and train() keeps whole effective batches so

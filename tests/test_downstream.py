@@ -8,14 +8,15 @@ import pytest
 from phf.evaluation.humaneval import execute, pass_at_k, read_problems, truncate
 from phf.sampling.generate import context_ids, load_model
 from phf.training.train import train
-from tests.conftest import tiny_config
-from tests.test_cli import error_of
+from tests.helpers import copied_run, error_of, tiny_config
 
 
 @pytest.fixture(scope="module")
-def models(data_dir, tmp_path_factory):
+def models(data_dir, tmp_path_factory, tiny_mle_model):
     out = tmp_path_factory.mktemp("downstream")
-    return {m: train(tiny_config(m), data_dir, out / m) for m in ("mle", "conditional")}
+    # a copy: `phf evaluate` without --output writes into the model's run folder
+    return {"mle": copied_run(tiny_mle_model, out / "mle"),
+            "conditional": train(tiny_config("conditional"), data_dir, out / "conditional")}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_downstream_figures_reach_the_table_and_a_pareto_plot_per_task(tmp_path)
     from phf.experiment import results_table
     from phf.metrics_table import downstream_scores
     from phf.report import write_report
-    from tests.test_report import make_experiment
+    from tests.helpers import make_experiment
 
     root = make_experiment(tmp_path)
     data = json.loads((root / "results.json").read_text())

@@ -23,8 +23,7 @@ from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.training.run_folder import last_checkpoint
 from phf.training.train import train
-from tests.conftest import TINY, scoring_config, tiny_config, write_corpus
-from tests.test_cli import error_of
+from tests.helpers import TINY, error_of, scoring_config, tiny_config, write_corpus
 
 LONGER = ["training.num_tokens=6144", "training.save_steps=1"]  # 48 steps, a checkpoint at every one
 
@@ -367,11 +366,10 @@ def test_non_finite_values_are_config_errors(override):
         load_config("toxicity", "conditional", ["scorer.attributes=[pii]", override])
 
 
-def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(data_dir, tmp_path):
+def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(data_dir, tmp_path, tiny_mle_model):
     from phf.evaluation.evaluate import evaluate
 
-    cfg = tiny_config("mle")
-    model_dir = train(cfg, data_dir, tmp_path / "run")
+    cfg, model_dir = tiny_config("mle"), tiny_mle_model
     own = evaluate(model_dir, cfg, tmp_path / "own", data_dir)["heldout_loss"]
     # the same scored corpus, in a folder whose tokenizer (by the name the config gives) is another one
     import shutil
@@ -390,8 +388,8 @@ def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(
         evaluate(model_dir, cfg, tmp_path / "on-nl", nl)
 
 
-def test_broken_model_folders_and_bad_arguments_give_one_line(data_dir, tmp_path):
-    model_dir = train(tiny_config("mle"), data_dir, tmp_path / "run")
+def test_broken_model_folders_and_bad_arguments_give_one_line(data_dir, tmp_path, tiny_mle_model):
+    model_dir = tiny_mle_model
     import shutil
 
     def broken(name, damage):
@@ -414,7 +412,7 @@ def test_broken_model_folders_and_bad_arguments_give_one_line(data_dir, tmp_path
                                            "--output", str(tmp_path / "ft"), *TINY, "training.num_tokens=2048"])
 
 
-def test_a_model_that_is_not_gpt2_samples_and_one_without_positions_is_named(data_dir, tmp_path):
+def test_a_model_that_is_not_gpt2_samples_and_one_without_positions_is_named(tmp_path, tiny_mle_model):
     """Positions come from the config, whatever the field is called (Llama: max_position_embeddings)."""
     from types import SimpleNamespace
 
@@ -424,8 +422,7 @@ def test_a_model_that_is_not_gpt2_samples_and_one_without_positions_is_named(dat
     from phf.data.tokenizer import load_tokenizer
     from phf.sampling.generate import context_window
 
-    tokenizer = load_tokenizer(str(data_dir / "tokenizer-bpe300")) if (data_dir / "tokenizer-bpe300").exists() else \
-        load_tokenizer(str(train(tiny_config("mle"), data_dir, tmp_path / "run")))
+    tokenizer = load_tokenizer(str(tiny_mle_model))
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64))
     llama.save_pretrained(tmp_path / "llama")

@@ -14,7 +14,7 @@ from phf.evaluation.kl import kl_from_reference, ratio_se
 from phf.lm import LanguageModel, LocalLM, TextLogProb
 from phf.scorers.segment import lines
 from phf.training.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 class FakeLM(LanguageModel):

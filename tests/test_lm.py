@@ -25,16 +25,15 @@ from phf.lm import LMError, LocalLM, OpenAICompatibleLM, TextLogProb, load_lm
 from phf.lm.local import windows
 from phf.lm.server import start_server
 from phf.model_folder import INFO_FILE
-from phf.training.train import train
-from tests.conftest import GOOD, tiny_config
+from tests.helpers import GOOD
 
 SHORT = "def join(a, b):\n    return a\n"  # fits the tiny model's 32 positions
 TEXTS = ["import os\n", GOOD, "x", "naïve café — ü ✓\n", "def f( a,b ):\n  return a"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(data_dir, tmp_path_factory):
-    return train(tiny_config(), data_dir, tmp_path_factory.mktemp("lm") / "run")
+def model_dir(tiny_mle_model):
+    return tiny_mle_model
 
 
 @pytest.fixture(scope="module")

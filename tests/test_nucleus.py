@@ -165,7 +165,7 @@ def test_sample_draws_with_the_seed_and_ignores_the_model_generation_config(tiny
 
 
 def test_no_sample_ends_before_min_new_tokens(tiny_lm):
-    from tests.conftest import generated_rows
+    from tests.helpers import generated_rows
 
     eos = tiny_lm.tokenizer.eos_token_id
     with torch.no_grad():  # a model that writes EOS first, given the chance

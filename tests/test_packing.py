@@ -1,7 +1,5 @@
 """Tagging and filtering on a hand-made scored corpus, checked token by token."""
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +9,7 @@ from phf.data.control import ControlScheme
 from phf.data.packing import PackedBlocks, Transform, pack, resolve_threshold
 from phf.data.scored import SCHEMA
 from phf.data.tokenizer import ALIGNED, MISALIGNED, train_bpe
+from tests.helpers import stream
 
 DOCS = [
     {"doc_id": "a", "texts": ["good line\n", "bad  line\n"], "scores": [0.0, 0.2]},
@@ -35,13 +34,6 @@ def scored(tmp_path_factory):
 def packed(root, tokenizer, transform, out_dir):
     pack(root, "train", tokenizer, transform, out_dir)
     return stream(out_dir)
-
-
-def stream(out_dir):
-    meta = json.loads((out_dir / "meta.json").read_text())
-    ids = np.fromfile(out_dir / "tokens.bin", dtype=meta["dtype"]).tolist()
-    scores = np.fromfile(out_dir / "scores.bin", dtype=np.float32).tolist()
-    return meta, ids, scores
 
 
 def encode(tokenizer, text):

@@ -14,7 +14,7 @@ from phf.config import CONFIG_DIR, load_config
 from phf.errors import PHFError
 from phf.lm.base import LanguageModel
 from phf.redteam import Candidate, Template, draw_examples, pool_probabilities, pool_temperature, run_redteam
-from tests.test_cli import error_of
+from tests.helpers import copied_run, error_of
 
 
 def pool_of(*scores):
@@ -164,11 +164,8 @@ def test_a_missing_template_is_a_clear_error_before_any_sampling(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, data_dir):
-    from phf.training.train import train
-    from tests.conftest import tiny_config
-
-    return train(tiny_config(), data_dir, tmp_path_factory.mktemp("redteam") / "run")
+def tiny_model(tmp_path_factory, tiny_mle_model):
+    return copied_run(tiny_mle_model, tmp_path_factory.mktemp("redteam") / "run")  # phf redteam writes beside it
 
 
 SMALL = ["redteam.rounds=3", "redteam.new_prompts_per_round=4", "redteam.continuations_per_prompt=2",

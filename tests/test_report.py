@@ -13,40 +13,10 @@ from pathlib import Path
 import pytest
 
 from phf.report import pareto_frontier, write_report
+from tests.helpers import make_experiment, metric_block
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-NASTY = "x = '<script>alert(1)</script>' & 1"
 CHROMIUM = "/usr/bin/chromium"
-
-
-def _block(mean: float) -> dict:
-    return {"num_samples": 30, "mean": mean, "std": 0.01, "sem": 0.002, "expected_max@25": mean * 2,
-            "hit_rate": 0.5, "empty_samples": 0}
-
-
-def make_experiment(root: Path, with_curves: bool = True) -> Path:
-    """Three arms; the third lacks the optional metrics and a curve."""
-    arms = {"mle": (0.03, 3.6), "conditional": (0.01, 3.7), "unlikelihood": (0.02, 3.9)}
-    results = {}
-    for i, (arm, (mean, loss)) in enumerate(arms.items()):
-        results[arm] = {"objective": arm, "tokens_seen": 4_000_000, "unconditional": _block(mean),
-                        "heldout_loss": loss, "heldout_tokens": 100_000}
-        if i < 2:
-            results[arm] |= {"prompted": _block(mean * 1.5), "heldout_loss_aligned": loss - 0.1,
-                             "diversity": {"distinct_1": 0.3, "distinct_2": 0.6, "distinct_3": 0.8, "self_bleu": 0.4}}
-        (root / arm / "eval").mkdir(parents=True)
-        samples = [{"scenario": "unconditional", "prompt": "", "text": f"def f{j}():\n    return {j}\n",
-                    "score": mean * j / 10} for j in range(30)]
-        samples += [{"scenario": "prompted", "prompt": "def g", "text": "(): pass", "score": 0.5},
-                    {"scenario": "unconditional", "prompt": "", "text": "unscorable", "score": None}]
-        samples[0]["text"] = NASTY
-        (root / arm / "eval" / "samples.jsonl").write_text("\n".join(json.dumps(s) for s in samples) + "\n")
-        if with_curves and i < 2:
-            curve = [{"num_tokens": n, "misalignment": mean * 4_000_000 / n} for n in (250_000, 1_000_000, 4_000_000)]
-            (root / arm / "curve.jsonl").write_text("\n".join(json.dumps(c) for c in curve) + "\n")
-    data = {"task": "pep8", "methods": list(arms), "wall_seconds": 1234.5, "results": results}
-    (root / "results.json").write_text(json.dumps(data))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +94,7 @@ def test_seeds_and_causes_tables_in_markdown_and_html(tmp_path):
     data = json.loads((root / "results.json").read_text())
     results = data["results"]
     for name, seed, mean in (("mle", 0, 0.03), ("mle", 1, 0.05), ("conditional", 0, 0.01), ("conditional", 1, 0.02)):
-        results[f"{name}-seed{seed}"] = {**results[name], "unconditional": _block(mean), "heldout_loss_deployed": 3.5}
+        results[f"{name}-seed{seed}"] = {**results[name], "unconditional": metric_block(mean), "heldout_loss_deployed": 3.5}
     results["mle-seed0"]["unconditional"]["causes"] = {"chars": 4000, "count": 20,
                                                       "per_1000_chars": {"E113": 3.0, "E501": 2.0}}
     results["conditional-seed0"]["unconditional"]["causes"] = {"chars": 4000, "count": 4,

@@ -6,7 +6,7 @@ import pytest
 
 from phf.cli import main
 from phf.config import load_config, methods_of
-from tests.conftest import TINY, write_nl_corpus
+from tests.helpers import TINY, write_nl_corpus
 
 
 @pytest.mark.parametrize("task", ["toxicity", "pii"])

@@ -15,7 +15,7 @@ from phf.sampling.generate import load_model, sample
 from phf.training.model import build_model
 from phf.training.train import train
 from phf.training.value_head import GPT2WithValueHead
-from tests.conftest import generated_rows, tiny_config
+from tests.helpers import generated_rows, tiny_config
 
 
 def losses(run_dir):
@@ -127,9 +127,9 @@ def test_conditional_model_samples_and_evaluates(data_dir, tmp_path):
     assert records[-1]["prompt"] == "def f(a,b):\n"
 
 
-def test_deployed_loss_of_an_unconditional_model_is_its_loss(data_dir, tmp_path):
-    cfg = tiny_config("mle", "evaluation.signature_prompts=3")
-    metrics = evaluate(train(cfg, data_dir, tmp_path / "run"), cfg, tmp_path / "eval", data_dir)
+def test_deployed_loss_of_an_unconditional_model_is_its_loss(data_dir, tmp_path, tiny_mle_model):
+    cfg = tiny_config("mle", "evaluation.signature_prompts=3")  # evaluation settings: the same trained model
+    metrics = evaluate(tiny_mle_model, cfg, tmp_path / "eval", data_dir)
     assert metrics["heldout_loss_deployed"] == metrics["heldout_loss"] and "heldout_loss_tagged" not in metrics
     prompts = [json.loads(l)["prompt"] for l in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()][4:]
     assert len(set(prompts)) == 3 and all(p.startswith("def ") and p.endswith(":\n") for p in prompts)
