@@ -101,3 +101,23 @@ def test_experiment_with_kl_from_a_longer_mle_and_red_teaming(capsys, tmp_path, 
     page = (tmp_path / "report" / "index.html").read_text()
     assert 'id="pareto-kl-plot"' in page and 'id="redteam-plot"' in page
     assert "KL nats/char" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate", "redteam"])
+def test_commands_on_a_model_start_from_the_config_it_was_trained_with(command, tmp_path):
+    """One rule: the run folder's config.yaml, else --task's recipe; --method picks a recipe instead."""
+    import yaml
+
+    from phf.cli import _model_config, build_parser
+    from phf.config import load_config
+
+    trained = load_config("toxicity", "conditional", ["sampling.max_new_tokens=7"]).model_dump()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(trained))
+    parse = build_parser().parse_args
+    cfg = _model_config(parse([command, "--model", str(tmp_path / "model"), "sampling.top_p=0.5"]))
+    assert (cfg.scorer.name, cfg.sampling.max_new_tokens, cfg.sampling.top_p) == ("profanity", 7, 0.5)
+    cfg = _model_config(parse([command, "--model", str(tmp_path / "model"), "--method", "mle"]))
+    assert (cfg.scorer.name, cfg.objective.name) == ("pep8", "mle")  # --task's recipe (pep8)
+    cfg = _model_config(parse([command, "--model", str(tmp_path / "elsewhere" / "model"), "--task", "pii"]))
+    assert cfg.scorer.name == "pii"  # no config.yaml: --task's recipe

@@ -30,7 +30,7 @@ def test_unknown_key_names_the_key_and_what_is_allowed():
 def test_bad_value_names_the_key():
     with pytest.raises(ConfigError, match=r"training.learning_rate"):
         load_config("pep8", "mle", ["training.learning_rate=fast"])
-    with pytest.raises(ConfigError, match=r"objective.name.*'mle', 'filtering', 'conditional', 'unlikelihood', 'rwr' or 'awr'"):
+    with pytest.raises(ConfigError, match=r"objective.name: 'dpo' is not an objective; one of: mle, filtering, conditional, unlikelihood, rwr, awr"):
         load_config("pep8", "mle", ["objective.name=dpo"])
     with pytest.raises(ConfigError, match=r"objective.threshold.*percentile"):
         load_config("pep8", "conditional", ["objective.threshold=p1000"])

@@ -356,14 +356,15 @@ def test_a_folder_with_an_awkward_name_is_the_one_scored(tmp_path, capsys):
 
 # --- wrong numbers and tracebacks ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("override", ["objective.threshold=nan", "objective.threshold=.nan", "training.learning_rate=inf",
-                                      "objective.beta=.inf", "sampling.top_p=nan", "objective.filter_threshold=-inf",
-                                      "objective.attribute_thresholds={pii: nan}"])
-def test_non_finite_values_are_config_errors(override):
+@pytest.mark.parametrize("method, override", [
+    ("conditional", "objective.threshold=nan"), ("conditional", "objective.threshold=.nan"),
+    ("conditional", "training.learning_rate=inf"), ("awr", "objective.beta=.inf"), ("conditional", "sampling.top_p=nan"),
+    ("filtering", "objective.filter_threshold=-inf"), ("conditional", "objective.attribute_thresholds={pii: nan}")])
+def test_non_finite_values_are_config_errors(method, override):
     from phf.config import load_config
 
-    with pytest.raises(ConfigError, match=override.split("=")[0].split(".")[1]):
-        load_config("toxicity", "conditional", ["scorer.attributes=[pii]", override])
+    with pytest.raises(ConfigError, match=override.split("=")[0] + r".*(finite|infinity|nan|NaN)"):
+        load_config("toxicity", method, ["scorer.attributes=[pii]", override])
 
 
 def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(data_dir, tmp_path, tiny_mle_model):

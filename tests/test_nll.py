@@ -8,7 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import phf.objectives.nll as nll_module
 
-from phf.config import ObjectiveConfig
+from phf.config import OBJECTIVE_CONFIGS
 from phf.objectives import build_objective
 from phf.objectives.nll import CHUNK_TOKENS, linear_token_nll, logits_token_nll, model_token_nll
 from phf.training.value_head import GPT2WithValueHead
@@ -64,7 +64,9 @@ def test_every_objective_has_the_same_loss_and_gradients_as_on_the_logits(name, 
                         attn_pdrop=0.0, activation_function="gelu_pytorch_tanh", bos_token_id=0, eos_token_id=0)
     model = (GPT2WithValueHead if name == "awr" else GPT2LMHeadModel)(config)
     ids, scores = torch.randint(0, 700, (5, 64)), torch.rand(5, 64) * (torch.rand(5, 64) < 0.3)
-    objective = build_objective(ObjectiveConfig(name=name, alpha=0.5, beta=1.0), threshold=0.1)
+    settings = {"mle": {}, "unlikelihood": {"threshold": 0.1, "alpha": 0.5}, "rwr": {"beta": 1.0},
+                "awr": {"alpha": 0.5, "beta": 1.0}}[name]
+    objective = build_objective(OBJECTIVE_CONFIGS[name](name=name, **settings))
     bf16 = dtype == torch.bfloat16
 
     def loss_and_grads(chunked: bool):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from phf.config import ObjectiveConfig
+from phf.config import OBJECTIVE_CONFIGS
 from phf.objectives import build_objective, mle
 from phf.objectives.nll import logits_token_nll
 
@@ -21,7 +21,7 @@ def test_mle_against_hand_computed_values():
 def test_filtering_and_conditional_use_the_mle_loss():
     # they are data transforms (phf.data.packing): the loss itself is MLE
     for name in ("mle", "filtering", "conditional"):
-        assert build_objective(ObjectiveConfig(name=name), 0.0) is mle
+        assert build_objective(OBJECTIVE_CONFIGS[name](name=name)) is mle
 
 
 # Two predictions over a vocabulary of two: p(target) = 1/2 at position 0, 3/4 at position 1.
@@ -117,3 +117,38 @@ def test_trainer_shifts_scores_and_values_once():
     assert torch.allclose(seen["nll"], logits_token_nll(out.logits[:, :-1], ids[:, 1:]), atol=1e-6)
     assert torch.allclose(seen["values"], out["value_predictions"][:, :-1])
     assert (seen["values"] <= 0).all() and (seen["values"] >= -1).all()  # -sigmoid: rewards are <= 0
+
+
+def test_each_objective_has_its_own_settings_and_refuses_anothers():
+    from phf.config import ConfigError, load_config
+    from phf.objectives import METHODS
+
+    assert load_config("pep8", "awr").objective.alpha == 0.05  # the recipe's; AWR's own default is the paper's 0.5
+    assert load_config("pep8", "mle", ["objective.name=awr"]).objective.alpha == 0.5
+    assert load_config("pep8", "mle", ["objective.name=unlikelihood"]).objective.alpha == 1.0
+    with pytest.raises(ConfigError, match=r"objective.beta does not apply to objective conditional \(its settings: "
+                                          r"threshold, drop_token_fraction, num_levels"):
+        load_config("pep8", "conditional", ["objective.beta=3"])
+    with pytest.raises(ConfigError, match="'dpo' is not an objective; one of: mle, filtering, conditional"):
+        load_config("pep8", "mle", ["objective.name=dpo"])
+    assert [name for name, m in METHODS.items() if m.value_head] == ["awr"]
+    assert [name for name, m in METHODS.items() if m.conditional] == ["conditional"]
+
+
+def test_a_run_saved_with_every_objective_setting_still_resumes(tmp_path):
+    """Runs of phf before one settings class per objective saved all of them in config.yaml, used or not."""
+    import yaml
+
+    from phf.config import load_config
+    from phf.training.run_folder import check_same_training, differing_settings
+
+    cfg = load_config("pep8", "rwr")
+    old = cfg.model_dump()
+    old["objective"] = {"name": "rwr", "threshold": 0.0, "filter_threshold": "p90", "drop_token_fraction": 0.0,
+                        "num_levels": 2, "attribute_thresholds": {}, "cooldown_fraction": 0.0, "alpha": 1.0,
+                        "beta": 10.0, "max_weight": 1000.0}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    check_same_training(cfg, tmp_path)  # no error: the unused settings are dropped, the used ones agree
+    old["objective"]["beta"] = 1.0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert differing_settings(cfg, tmp_path) == {"objective.beta": (1.0, 10.0)}

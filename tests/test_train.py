@@ -24,7 +24,9 @@ def losses(run_dir):
 
 @pytest.mark.parametrize("method", ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"])
 def test_every_objective_trains_every_parameter(method, data_dir, tmp_path):
-    cfg = tiny_config(method, "objective.filter_threshold=p75", "objective.alpha=0.5")
+    settings = {"filtering": ["objective.filter_threshold=p75"], "unlikelihood": ["objective.alpha=0.5"],
+                "awr": ["objective.alpha=0.5"]}
+    cfg = tiny_config(method, *settings.get(method, []))
     model_dir = train(cfg, data_dir, tmp_path)
     set_seed(cfg.training.seed)  # train() initialises the model right after the same call
     value_head = method == "awr"
