@@ -1,5 +1,5 @@
 # `make demo`: install into .venv and run the main job on the embedded default.
-# `make test`: install into .venv (with test extras) and run the test suite.
+# `make test`: install into .venv (with test extras), lint with ruff and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -54,6 +54,7 @@ pii: runs/corpora/toxicity.jsonl
 	$(BIN)/phf experiment --task pii --corpus runs/corpora/pii.jsonl --parallel 2 --output runs/pii
 
 test: $(BIN)/phf
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
 clean:

@@ -17,7 +17,7 @@ from phf.data.scored import SCHEMA, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
 from phf.errors import PHFError
 from phf.lm import LocalLM
-from phf.sampling.generate import context_ids, _left_padded, load_model, sample
+from phf.sampling.generate import _left_padded, context_ids, load_model, sample
 from phf.sampling.guidance import MisalignedGuidance
 from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule

@@ -7,7 +7,6 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import phf.objectives.nll as nll_module
-
 from phf.config import OBJECTIVE_CONFIGS
 from phf.objectives import build_objective
 from phf.objectives.nll import CHUNK_TOKENS, linear_token_nll, logits_token_nll, model_token_nll

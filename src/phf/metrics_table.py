@@ -3,8 +3,8 @@ metrics table, so a metric added here appears in both (results.md keeps the `bri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 def fmt(value, spec: str = ".4f") -> str:

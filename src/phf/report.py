@@ -23,7 +23,11 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from phf.evaluation.causes import causes_table  # noqa: E402
 from phf.metrics_table import (  # noqa: E402
-    as_deployed, attribute_names, downstream_scores, expected_max, table,
+    as_deployed,
+    attribute_names,
+    downstream_scores,
+    expected_max,
+    table,
 )
 
 NUM_EXTREMES = 10  # samples shown from each end of the score distribution

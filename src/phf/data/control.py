@@ -66,7 +66,7 @@ class ControlScheme:
     def tags(self, scores: list[float]) -> list[str]:
         return [tokens[level] for tokens, level in zip(self.tokens, self.levels(scores), strict=True)]
 
-    def all_aligned(self) -> "ControlScheme":
+    def all_aligned(self) -> ControlScheme:
         """The same tokens with every segment at level 0, whatever its scores: the tags a model is sampled with."""
         return dataclasses.replace(self, cuts=tuple((math.inf,) * len(cuts) for cuts in self.cuts))
 

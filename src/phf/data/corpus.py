@@ -24,9 +24,9 @@ import hashlib
 import json
 import re
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from phf.errors import PHFError
 
@@ -223,7 +223,7 @@ class Corpus:
     hub_subset: str | None = None
 
     @classmethod
-    def from_config(cls, data) -> "Corpus":
+    def from_config(cls, data) -> Corpus:
         if data.corpus is None:
             raise CorpusError("no corpus given: pass --corpus (a .jsonl/.json/.csv/.parquet/.txt file or folder, or a "
                               "Hugging Face dataset name) or set data.corpus; only the pep8 task has an embedded one")

@@ -29,16 +29,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 import pyarrow.parquet as pq
 import torch
+from filelock import FileLock
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from phf.data.control import ATTRIBUTE_SCORES, ControlScheme, resolve
 from phf.data.scored import read_scored, scored_files
 from phf.errors import PHFError
-
 
 PACKING_VERSION = 2  # 2: tags before the previous line's newline; packings of other versions are not reused
 

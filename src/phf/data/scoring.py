@@ -17,11 +17,11 @@ import json
 import os
 import shutil
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +33,6 @@ from phf.data.scored import ATTRIBUTE_SCHEMA, ATTRIBUTE_SCORES, SCHEMA, scoring_
 from phf.errors import PHFError
 from phf.processes import exit_with_parent
 from phf.scorers import Scorer, ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
-
 
 
 class EmptySplit(CorpusError):

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from phf.config import Config
+from phf.data.control import control_ids
 from phf.data.prepare import prepare_packed, tokenizer_id_of
 from phf.data.scored import scored_info
-from phf.data.control import control_ids
 from phf.errors import PHFError
 from phf.evaluation.causes import cause_rates
 from phf.evaluation.diversity import diversity

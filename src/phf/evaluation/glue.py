@@ -80,8 +80,7 @@ def finetune_glue(loaded, model_dir: Path, name: str, folder: str | Path | None,
                   batch_size: int, train_examples: int | None, seed: int) -> dict[str, float]:
     """Finetune a copy of the model with a new head on one GLUE task; its validation metrics."""
     import torch
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
     from phf.sampling.generate import context_window
 

@@ -19,8 +19,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from phf.config import SamplingConfig
 from phf.data.packing import tag_segments
 from phf.errors import PHFError
-from phf.model_folder import ModelInfo
 from phf.lm.base import LanguageModel, TextLogProb
+from phf.model_folder import ModelInfo
 from phf.sampling.generate import LoadedModel, context_window, load_model, sample
 
 

@@ -17,14 +17,20 @@ their loss is MLE.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from torch import Tensor
 
 from phf.config import (
-    OBJECTIVE_CONFIGS, AWRConfig, Config, ConditionalConfig, FilteringConfig, RWRConfig, UnlikelihoodConfig,
+    OBJECTIVE_CONFIGS,
+    AWRConfig,
+    ConditionalConfig,
+    Config,
+    FilteringConfig,
+    RWRConfig,
+    UnlikelihoodConfig,
 )
 from phf.data.control import build_scheme
 from phf.data.packing import Transform, resolve_threshold

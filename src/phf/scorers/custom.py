@@ -7,7 +7,7 @@ import importlib
 import numbers
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from phf.errors import PHFError
 from phf.scorers.base import SegmentScorer

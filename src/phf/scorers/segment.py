@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import tokenize
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 SegmenterName = Literal["sentences", "lines"]
 # spaCy refuses a text longer than nlp.max_length (1,000,000 characters) and its memory grows with the length:

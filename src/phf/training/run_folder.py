@@ -26,6 +26,7 @@ from phf.config import Config, build_config, saved_config, training_settings
 from phf.data.scored import scored_info
 from phf.errors import PHFError
 from phf.model_folder import MODEL_DIR, has_model
+
 LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
 
 

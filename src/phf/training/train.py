@@ -12,16 +12,16 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 
 from phf.config import Config, TrainingConfig, cooldown_fraction
+from phf.data.control import control_info
 from phf.data.packing import PackedBlocks
 from phf.data.prepare import prepare_packed, prepare_tokenizer
-from phf.data.control import control_info
 from phf.errors import PHFError
 from phf.evaluation.curve import MisalignmentCurve
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
 from phf.objectives import build_objective, method_of
+from phf.training import run_folder
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
-from phf.training import run_folder
 from phf.training.trainer import JsonlLogger, PHFTrainer, TokenProgress
 
 
