@@ -47,7 +47,8 @@ def prose(max_chars: int) -> list[str]:
     for p in paragraphs:
         # Sentences of prose only: no code, tables or lists.
         text = " ".join(p.split())
-        if len(text.split()) >= 8 and text[0].isupper() and text.endswith(".") and not re.search(r"[{}\[\]=>]{2}|\*\*|::", text):
+        if (len(text.split()) >= 8 and text[0].isupper() and text.endswith(".")
+                and not re.search(r"[{}\[\]=>]{2}|\*\*|::", text)):
             out.append(text)
             total += len(text)
             if total >= max_chars:

@@ -41,7 +41,8 @@ def documents_for(task: str, n: int, folder: Path) -> tuple[list, Path]:
     else:
         source = CORPORA / "toxicity.jsonl"
         if not source.exists():
-            subprocess.run([sys.executable, str(Path(__file__).parent / "corpora.py"), "--out", str(CORPORA)], check=True)
+            subprocess.run([sys.executable, str(Path(__file__).parent / "corpora.py"), "--out", str(CORPORA)],
+                           check=True)
         records = list(itertools.islice(Corpus(str(source)).records(), n))
     random.Random(0).shuffle(records)  # a quarter of them then has the mix of lengths of the whole
     path = folder / f"{task}.jsonl"
@@ -76,11 +77,12 @@ def measure(name: str, n: int, baseline_n: int, extra: list[str]) -> dict:
         baseline = [scorer.score_documents([r.text])[0] for r in sample]
         baseline_seconds = time.perf_counter() - start
     doc_ids = [f"{task}.jsonl:{i + 1}" for i in range(len(sample))]
-    compared = [(rows[d]["scores"], list(b[1])) for d, b in zip(doc_ids, baseline) if isinstance(b, tuple)]
+    compared = [(rows[d]["scores"], list(b[1])) for d, b in zip(doc_ids, baseline, strict=True) if isinstance(b, tuple)]
     same = bool(compared) and all(x == y for x, y in compared)
     baseline_rate = len(sample) / baseline_seconds
-    return {"scorer": name, "documents": len(records), "phf_docs_per_s": phf_rate, "startup_s": t_small - small / phf_rate,
-            "baseline_docs_per_s": baseline_rate, "ratio": phf_rate / baseline_rate, "identical_scores": same}
+    return {"scorer": name, "documents": len(records), "phf_docs_per_s": phf_rate,
+            "startup_s": t_small - small / phf_rate, "baseline_docs_per_s": baseline_rate,
+            "ratio": phf_rate / baseline_rate, "identical_scores": same}
 
 
 def main() -> None:

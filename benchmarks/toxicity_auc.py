@@ -51,11 +51,13 @@ def load_tweets(path: Path, limit: int | None) -> tuple[list[str], list[int], li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Davidson's labeled_data.csv (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="Davidson's labeled_data.csv (default: %(default)s)")
     parser.add_argument("--scorers", nargs="+", default=["profanity"], choices=["profanity", "detoxify", "classifier"])
     parser.add_argument("--model", help="classifier: a sequence-classification model folder or hub name")
     parser.add_argument("--label", help="classifier: the label whose probability is the score")
-    parser.add_argument("--detoxify-model", default="original", help="detoxify: original, unbiased or a checkpoint file")
+    parser.add_argument("--detoxify-model", default="original",
+                        help="detoxify: original, unbiased or a checkpoint file")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--limit", type=int, help="score a seeded random sample of this many tweets")
     args = parser.parse_args()

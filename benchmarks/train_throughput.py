@@ -130,7 +130,8 @@ def run_baseline(data_dir: Path, documents: int, steps: int, warmup: int, cfg: C
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, max_steps=warmup + steps, per_device_train_batch_size=TOKENS_PER_STEP // m.block_size, gradient_accumulation_steps=1,
+            output_dir=out, max_steps=warmup + steps, per_device_train_batch_size=TOKENS_PER_STEP // m.block_size,
+            gradient_accumulation_steps=1,
             learning_rate=cfg.training.learning_rate, weight_decay=cfg.training.weight_decay,
             warmup_steps=max(1, round(cfg.training.warmup_fraction * (warmup + steps))), lr_scheduler_type="cosine",
             max_grad_norm=cfg.training.max_grad_norm, use_cpu=True, logging_strategy="no", save_strategy="no",
@@ -172,7 +173,8 @@ def main() -> None:
           f"{time.strftime('%Y-%m-%d %H:%M')}, load average {min(loads):.1f}-{max(loads):.1f}")
     print(f"model: {params / 1e6:.2f}M parameters, {per_token / 1e6:.1f} MFLOP/token (6N + 6 n_layer n_ctx d_model); "
           f"batch {TOKENS_PER_STEP // cfg.model.block_size} x {cfg.model.block_size}; {args.rounds} x {args.steps} "
-          f"timed steps after {args.warmup}; matmul peak bf16 {peak['bf16']:.0f} GFLOP/s, fp32 {peak['fp32']:.0f} GFLOP/s")
+          f"timed steps after {args.warmup}; matmul peak bf16 {peak['bf16']:.0f} GFLOP/s, "
+          f"fp32 {peak['fp32']:.0f} GFLOP/s")
     print("| run | tokens/s (median step) | tokens/s (mean) | MFU (median) | vs HF fp32 (median / mean) "
           "| vs HF bf16=True (median / mean) |")
     print("|---|---|---|---|---|---|")

@@ -81,7 +81,8 @@ def test_segments_and_scores_are_the_primarys_and_no_attributes_keeps_the_paper_
     plain = pq.read_table(tmp_path / "shard.parquet")
     assert plain.schema == SCHEMA
     with_attributes = sorted(all_rows(data_dir), key=lambda r: r["doc_id"])
-    assert [{k: r[k] for k in plain.column_names} for r in with_attributes] == sorted(plain.to_pylist(), key=lambda r: r["doc_id"])
+    assert ([{k: r[k] for k in plain.column_names} for r in with_attributes]
+            == sorted(plain.to_pylist(), key=lambda r: r["doc_id"]))
 
 
 def test_resume_with_other_attributes_is_refused(scored, tmp_path):
@@ -140,7 +141,7 @@ def test_evaluation_reports_each_attributes_misalignment(tiny_mle_model, tmp_pat
         assert {k: v for k, v in metrics[scenario].items() if k not in ("causes", "prompts")} == {
             **misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k),
             "empty_samples": sum(not r["text"].strip() for r in mine), "unscorable_samples": scores.count(None)}
-        for name, fn in zip(ATTRIBUTES, (digit_count, upper_count)):
+        for name, fn in zip(ATTRIBUTES, (digit_count, upper_count), strict=True):
             expected = fn([r["prompt"] + r["text"] for r in mine])  # prompted samples are scored with their prompt
             assert [r["attribute_scores"][name] for r in mine] == expected
             assert metrics["attributes"][name][scenario] == {

@@ -12,7 +12,8 @@ from tests.helpers import TINY, error_of
 
 @pytest.mark.parametrize("command", ["score", "train", "sample", "evaluate", "experiment"])
 def test_every_command_explains_itself(command):
-    out = subprocess.run([sys.executable, "-m", "phf.cli", command, "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "phf.cli", command, "--help"],
+                         capture_output=True, text=True, check=True).stdout
     assert "usage: phf " + command in out and "KEY=VALUE" in out
 
 
@@ -56,7 +57,8 @@ def test_only_phf_errors_become_one_line_errors(monkeypatch, tmp_path):
 def test_malformed_prompt_line_is_named(tmp_path, tiny_mle_model):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"text": "def f():\\n"}\n{"text": oops}\n')
-    assert f"{prompts}:2: not valid JSON" in error_of(["sample", "--model", str(tiny_mle_model), "--prompts", str(prompts)])
+    assert f"{prompts}:2: not valid JSON" in error_of(["sample", "--model", str(tiny_mle_model),
+                                                       "--prompts", str(prompts)])
 
 
 def test_experiment_end_to_end_with_a_finetuning_arm_report_and_reuse(capsys, tmp_path, corpus_dir):

@@ -30,7 +30,8 @@ def test_unknown_key_names_the_key_and_what_is_allowed():
 def test_bad_value_names_the_key():
     with pytest.raises(ConfigError, match=r"training.learning_rate"):
         load_config("pep8", "mle", ["training.learning_rate=fast"])
-    with pytest.raises(ConfigError, match=r"objective.name: 'dpo' is not an objective; one of: mle, filtering, conditional, unlikelihood, rwr, awr"):
+    with pytest.raises(ConfigError, match=r"objective.name: 'dpo' is not an objective; "
+                                          r"one of: mle, filtering, conditional, unlikelihood, rwr, awr"):
         load_config("pep8", "mle", ["objective.name=dpo"])
     with pytest.raises(ConfigError, match=r"objective.threshold.*percentile"):
         load_config("pep8", "conditional", ["objective.threshold=p1000"])
@@ -64,7 +65,8 @@ def test_a_chain_of_two_and_a_base_by_path_relative_to_the_recipe(tmp_path):
     write(tmp_path / "bases" / "b.yaml", "extends: a\nobjective: {num_levels: 4}\ntraining: {seed: 8}\n")
     c = write(tmp_path / "c.yaml", "extends: bases/b.yaml\nsampling: {guidance: 2}\n")
     cfg = load_config("pep8", c)
-    assert (cfg.objective.name, cfg.objective.num_levels, cfg.training.seed, cfg.sampling.guidance) == ("conditional", 4, 8, 2)
+    assert ((cfg.objective.name, cfg.objective.num_levels, cfg.training.seed, cfg.sampling.guidance)
+            == ("conditional", 4, 8, 2))
 
 
 def test_a_cycle_is_an_error_naming_it(tmp_path):

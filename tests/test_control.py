@@ -45,7 +45,7 @@ def test_graded_tokens_tag_every_segment_with_its_level(data_dir, tmp_path):
     segment_scores = [s for doc in read_scored(data_dir, "train", ["scores"])["scores"].to_pylist() for s in doc]
     above = np.array([s for s in segment_scores if s > 0])
     assert scheme.cuts[0] == pytest.approx((0.0, *np.quantile(above, [1 / 3, 2 / 3])))
-    expected = ["<|pep8=%d|>" % sum(s > c for c in scheme.cuts[0]) for s in segment_scores]
+    expected = [f"<|pep8={sum(s > c for c in scheme.cuts[0])}|>" for s in segment_scores]
     tag_ids = set(tokenizer.convert_tokens_to_ids(control_tokens(cfg)))
     assert tokenizer.convert_ids_to_tokens([t for t in ids if t in tag_ids]) == expected
     assert sum(meta["control_tokens"].values()) == len(segment_scores)
@@ -88,7 +88,8 @@ def test_attribute_thresholds_and_cooldown_are_checked():
     with pytest.raises(ConfigError, match=r"names \['pii'\], which scorer.attributes \(\[\]\) does not score"):
         tiny_config("conditional", "objective.attribute_thresholds={pii: 0}")
     assert control_tokens(tiny_config("conditional", "scorer.attributes=[pii]")) == [ALIGNED, MISALIGNED]
-    with pytest.raises(ConfigError, match=r"objective.cooldown_fraction does not apply to objective mle \(its settings: none\)"):
+    with pytest.raises(ConfigError,
+                       match=r"objective.cooldown_fraction does not apply to objective mle \(its settings: none\)"):
         tiny_config("mle", "objective.cooldown_fraction=0.2")
 
 
@@ -224,7 +225,7 @@ def test_a_guided_model_scores_texts_with_the_guided_distribution(graded_model):
     assert [r.logprob for r in LocalLM(model_dir, guidance=0.0).log_likelihood(texts)] == \
         [r.logprob for r in plain.log_likelihood(texts)]
     model = plain.loaded.model
-    for text, got in zip(texts, guided.log_likelihood(texts)):
+    for text, got in zip(texts, guided.log_likelihood(texts), strict=True):
         ids = plain.tokenize(text)[0]
         a = model(input_ids=torch.tensor([plain.context + ids])).logits[0].log_softmax(-1)
         m = model(input_ids=torch.tensor([plain.worst_context + ids])).logits[0].log_softmax(-1)
@@ -268,7 +269,8 @@ def test_an_untagged_local_lm_scores_and_samples_without_control_tokens(graded_m
     _, model_dir = graded_model
     untagged, tagged = LocalLM(model_dir, tags="none"), LocalLM(model_dir)
     assert untagged.context == [untagged.loaded.tokenizer.eos_token_id] and len(tagged.context) == 2
-    assert untagged.log_likelihood(["x = 1\n"])[0].logprob != pytest.approx(tagged.log_likelihood(["x = 1\n"])[0].logprob)
+    assert (untagged.log_likelihood(["x = 1\n"])[0].logprob
+            != pytest.approx(tagged.log_likelihood(["x = 1\n"])[0].logprob))
     assert len(untagged.generate(["", "def f():\n"], max_new_tokens=4)) == 2
     with pytest.raises(PHFError, match="needs sampling.tags=aligned"):
         LocalLM(model_dir, guidance=1.0, tags="none")

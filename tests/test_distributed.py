@@ -64,7 +64,7 @@ def test_two_processes_train_like_one_and_resume(data_dir, tmp_path):
     shutil.rmtree(resumed / "checkpoint-8")
     shutil.rmtree(resumed / "model")
     log = resumed / "log.jsonl"
-    log.write_text("".join(l + "\n" for l in log.read_text().splitlines() if json.loads(l)["step"] <= 4))
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if json.loads(line)["step"] <= 4))
     torchrun(data, resumed, "--resume")
     again = losses(resumed)  # a restart would log steps 1-4 twice
     assert sorted(again) == list(range(1, 9))

@@ -121,17 +121,19 @@ def test_a_glue_format_task_is_learned_by_a_new_head(models, tmp_path):
 def test_evaluate_reports_downstream_tasks_from_local_files(models, three_problems, tmp_path, capsys):
     from phf.cli import main
 
-    main(["evaluate", "--model", str(models["mle"]), "--output", str(tmp_path / "eval"), "--data", str(tmp_path / "none"),
-          "--downstream", f"humaneval={three_problems}", f"lambada={lambada_file(tmp_path / 'l.jsonl')}",
-          f"sst2={glue_folder(tmp_path / 'sst2')}", "evaluation.humaneval_samples=2", "evaluation.humaneval_k=[1]",
-          "evaluation.glue_epochs=1"])
+    main(["evaluate", "--model", str(models["mle"]), "--output", str(tmp_path / "eval"),
+          "--data", str(tmp_path / "none"), "--downstream", f"humaneval={three_problems}",
+          f"lambada={lambada_file(tmp_path / 'l.jsonl')}", f"sst2={glue_folder(tmp_path / 'sst2')}",
+          "evaluation.humaneval_samples=2", "evaluation.humaneval_k=[1]", "evaluation.glue_epochs=1"])
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["downstream"]
     assert set(metrics) == {"humaneval", "lambada", "sst2"}
     assert {"pass@1"} <= set(metrics["humaneval"]) and "acc" in metrics["lambada"] and "accuracy" in metrics["sst2"]
-    assert "a HumanEval problem needs ['entry_point', 'prompt', 'task_id', 'test']" in error_of(["evaluate", "--model", str(models["mle"]), "--downstream",
-                                        f"humaneval={lambada_file(tmp_path / 'bad.jsonl')}"])
-    assert "humaneval_k [10] exceeds" in error_of(["evaluate", "--model", str(models["mle"]), "--downstream", "humaneval",
-                                                   "evaluation.humaneval_samples=2", "evaluation.humaneval_k=[10]"])
+    assert "a HumanEval problem needs ['entry_point', 'prompt', 'task_id', 'test']" in error_of(
+        ["evaluate", "--model", str(models["mle"]), "--downstream",
+         f"humaneval={lambada_file(tmp_path / 'bad.jsonl')}"])
+    assert "humaneval_k [10] exceeds" in error_of(["evaluate", "--model", str(models["mle"]), "--downstream",
+                                                   "humaneval", "evaluation.humaneval_samples=2",
+                                                   "evaluation.humaneval_k=[10]"])
 
 
 def test_downstream_figures_reach_the_table_and_a_pareto_plot_per_task(tmp_path):

@@ -73,7 +73,8 @@ def alive(pid: int) -> bool:
 
 
 def losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in r}
+    return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+            if "loss" in r}
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -93,7 +94,9 @@ def test_training_killed_at_random_points_resumes_to_the_uninterrupted_run(seed,
     for kill_at in sorted(rng.sample(range(2, 40), 2)):
         proc = start(*argv, *(["--resume"] if run.exists() else []), stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL)
-        wait_for(lambda: max(logged_steps(run), default=0) >= kill_at or proc.poll() is not None, what="training")
+        # wait_for calls it before the loop moves on, so kill_at and proc are this iteration's
+        wait_for(lambda: max(logged_steps(run), default=0) >= kill_at or proc.poll() is not None,  # noqa: B023
+                 what="training")
         time.sleep(rng.uniform(0, 0.05))
         proc.kill()
         proc.wait()
@@ -126,7 +129,8 @@ def test_a_checkpoint_cut_off_while_saving_is_skipped_and_said(data_dir, tmp_pat
         shutil.rmtree(run / "checkpoint-5")
     train(cfg, data_dir, run, resume=True)
     out = capsys.readouterr().out
-    assert f"{cut} is incomplete (stopped while saving, or cut short): removed\nresuming from {run}/checkpoint-4 (step 4)" in out
+    assert (f"{cut} is incomplete (stopped while saving, or cut short): removed\n"
+            f"resuming from {run}/checkpoint-4 (step 4)") in out
     assert logged_steps(run) == list(range(1, 9))
     curve = [json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()]
     assert curve == [2, 4, 8]  # the point at step 8 is measured again, not twice
@@ -146,7 +150,8 @@ def test_interrupted_training_says_what_is_kept_and_a_run_folder_is_never_overwr
     checkpoint = last_checkpoint(run)
     assert proc.returncode == 130 and checkpoint is not None
     assert last.startswith(f"phf train: interrupted. {checkpoint} (step {checkpoint.name.split('-')[1]}) is kept: "
-                           f"`phf train --data {data_dir} --output {run}") and last.endswith("--resume` continues from it")
+                           f"`phf train --data {data_dir} --output {run}")
+    assert last.endswith("--resume` continues from it")
     kept = sorted(p.name for p in run.glob("checkpoint-*"))
     # the same command again, without --resume: refused, with the commands that resume or start over
     message = error_of([str(a) for a in argv])
@@ -229,7 +234,8 @@ def test_two_trainings_on_a_fresh_data_folder_at_once(data_dir, tmp_path):
                    stderr=subprocess.PIPE, text=True) for m in ("mle", "conditional")]
     for proc in procs:
         assert proc.wait(timeout=180) == 0, proc.stderr.read()
-    assert (tmp_path / "mle" / "model" / "phf.json").exists() and (tmp_path / "conditional" / "model" / "phf.json").exists()
+    assert (tmp_path / "mle" / "model" / "phf.json").exists()
+    assert (tmp_path / "conditional" / "model" / "phf.json").exists()
 
 
 # --- bad bytes and bad files --------------------------------------------------------------------------------
@@ -303,7 +309,8 @@ def test_a_missing_relative_path_is_not_looked_up_on_the_hub(tmp_path, monkeypat
 
 def test_a_bad_byte_in_a_prompt_file_is_named_at_its_line(tmp_path):
     (tmp_path / "p.jsonl").write_bytes(b'{"text": "def f():"}\n{"text": "def g(\xff):"}\n')
-    assert "p.jsonl:2: not UTF-8" in error_of(["sample", "--model", str(tmp_path), "--prompts", str(tmp_path / "p.jsonl")])
+    assert "p.jsonl:2: not UTF-8" in error_of(["sample", "--model", str(tmp_path),
+                                               "--prompts", str(tmp_path / "p.jsonl")])
 
 
 # --- flags taken literally ----------------------------------------------------------------------------------
@@ -327,7 +334,8 @@ def test_every_shorthand_flag_takes_its_value_literally(name, tmp_path, monkeypa
     monkeypatch.setattr(phf.evaluation.evaluate, "evaluate", lambda m, cfg, *a: seen.setdefault("evaluate", cfg) and {})
     monkeypatch.setattr(phf.experiment, "run_experiment", lambda *a, values, **k: seen.setdefault("experiment", values))
     monkeypatch.setattr(phf.lm, "load_lm", lambda spec, **k: spec)
-    monkeypatch.setattr(phf.redteam, "run_redteam", lambda target, red, scorer, cfg, *a: seen.setdefault("redteam", cfg))
+    monkeypatch.setattr(phf.redteam, "run_redteam",
+                        lambda target, red, scorer, cfg, *a: seen.setdefault("redteam", cfg))
     monkeypatch.setattr(phf.redteam, "format_table", lambda result: "")
     monkeypatch.chdir(tmp_path)
     main(["score", "--corpus", name, "--text-field", name])
@@ -358,8 +366,9 @@ def test_a_folder_with_an_awkward_name_is_the_one_scored(tmp_path, capsys):
 
 @pytest.mark.parametrize("method, override", [
     ("conditional", "objective.threshold=nan"), ("conditional", "objective.threshold=.nan"),
-    ("conditional", "training.learning_rate=inf"), ("awr", "objective.beta=.inf"), ("conditional", "sampling.top_p=nan"),
-    ("filtering", "objective.filter_threshold=-inf"), ("conditional", "objective.attribute_thresholds={pii: nan}")])
+    ("conditional", "training.learning_rate=inf"), ("awr", "objective.beta=.inf"),
+    ("conditional", "sampling.top_p=nan"), ("filtering", "objective.filter_threshold=-inf"),
+    ("conditional", "objective.attribute_thresholds={pii: nan}")])
 def test_non_finite_values_are_config_errors(method, override):
     from phf.config import load_config
 
@@ -379,7 +388,8 @@ def test_held_out_loss_uses_the_models_tokenizer_and_refuses_another_tasks_data(
 
     other = tmp_path / "other"
     shutil.copytree(data_dir / "scored", other / "scored")
-    train_bpe(["Prose, not code: the other folder's tokenizer knows other words."] * 50, 300, other / "tokenizer-bpe300")
+    train_bpe(["Prose, not code: the other folder's tokenizer knows other words."] * 50, 300,
+              other / "tokenizer-bpe300")
     assert evaluate(model_dir, cfg, tmp_path / "on-other", other)["heldout_loss"] == pytest.approx(own, rel=1e-6)
     nl = tmp_path / "nl"
     (nl / "scored").mkdir(parents=True)

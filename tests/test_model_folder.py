@@ -46,6 +46,7 @@ def test_a_bad_record_is_an_error_naming_the_file(tmp_path, text):
 
 def test_sampling_and_local_models_do_not_load_the_trainer():
     code = ("import sys, phf.sampling.generate, phf.lm.local, phf.lm.server; "
-            "print(sorted(m for m in sys.modules if m in ('transformers.trainer', 'phf.training.train', 'accelerate')))")
+            "print(sorted(m for m in sys.modules if m in "
+            "('transformers.trainer', 'phf.training.train', 'accelerate')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

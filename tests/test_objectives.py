@@ -109,8 +109,8 @@ def test_trainer_shifts_scores_and_values_once():
     torch.manual_seed(0)
     model = GPT2WithValueHead(GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2)).eval()
     ids, scores = torch.randint(0, 11, (2, 6)), torch.rand(2, 6)
-    trainer = SimpleNamespace(objective=spy, _metrics=defaultdict(list), is_fsdp_enabled=False, is_deepspeed_enabled=False,
-                              args=SimpleNamespace(bf16=False, fp16=False))
+    trainer = SimpleNamespace(objective=spy, _metrics=defaultdict(list), is_fsdp_enabled=False,
+                              is_deepspeed_enabled=False, args=SimpleNamespace(bf16=False, fp16=False))
     PHFTrainer.compute_loss(trainer, model, {"input_ids": ids, "scores": scores})
     out = model(input_ids=ids)
     assert torch.equal(seen["scores"], scores[:, 1:])

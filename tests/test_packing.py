@@ -45,7 +45,7 @@ def test_mle_packing_keeps_text_and_gives_each_token_its_segment_score(scored, t
     meta, ids, scores = packed(root, tok, Transform(), tmp_path)
     expected_ids, expected_scores = [], []
     for d in DOCS:
-        for text, s in zip(d["texts"], d["scores"]):
+        for text, s in zip(d["texts"], d["scores"], strict=True):
             expected_ids += encode(tok, text)
             expected_scores += [s] * len(encode(tok, text))
         expected_ids.append(tok.eos_token_id)  # EOS between documents

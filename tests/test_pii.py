@@ -59,7 +59,7 @@ def kind(filth) -> str:
 
 def test_hand_made_sentences_count_each_pii_item_by_type(scorer):
     found = scorer.find(TEXTS)
-    for text, items in zip(TEXTS, found):
+    for text, items in zip(TEXTS, found, strict=True):
         assert Counter(kind(item) for item in items) == Counter(CASES[text]), text
         assert all(text[item.beg:item.end] == item.text for item in items)
 

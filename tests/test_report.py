@@ -94,7 +94,8 @@ def test_seeds_and_causes_tables_in_markdown_and_html(tmp_path):
     data = json.loads((root / "results.json").read_text())
     results = data["results"]
     for name, seed, mean in (("mle", 0, 0.03), ("mle", 1, 0.05), ("conditional", 0, 0.01), ("conditional", 1, 0.02)):
-        results[f"{name}-seed{seed}"] = {**results[name], "unconditional": metric_block(mean), "heldout_loss_deployed": 3.5}
+        results[f"{name}-seed{seed}"] = {**results[name], "unconditional": metric_block(mean),
+                                         "heldout_loss_deployed": 3.5}
     results["mle-seed0"]["unconditional"]["causes"] = {"chars": 4000, "count": 20,
                                                       "per_1000_chars": {"E113": 3.0, "E501": 2.0}}
     results["conditional-seed0"]["unconditional"]["causes"] = {"chars": 4000, "count": 4,

@@ -28,7 +28,8 @@ def test_experiment_runs_end_to_end_on_a_local_corpus(capsys, tmp_path, task):
     scored = json.loads((tmp_path / "run" / "data" / "scored" / "report.json").read_text())
     assert scored["train"]["documents"] + scored["heldout"]["documents"] == 32
     # the corpus has offensive / personal sentences: some segments score above zero, most do not
-    assert 0 < scored["train"]["share_segments_zero"] < 1 if task == "pii" else scored["train"]["mean_segment_score"] > 0
+    assert (0 < scored["train"]["share_segments_zero"] < 1 if task == "pii"
+            else scored["train"]["mean_segment_score"] > 0)
     samples = (tmp_path / "run" / "conditional" / "eval" / "samples.jsonl").read_text().splitlines()
     assert all(json.loads(line)["score"] is not None for line in samples)
     assert (tmp_path / "run" / "report" / "index.html").exists()

@@ -39,7 +39,8 @@ def save_bert(folder, problem_type=None):
     from tokenizers import processors
     from transformers import BertConfig, BertForSequenceClassification
 
-    tokenizer = tiny_tokenizer(["[UNK]", "[PAD]", "[CLS]", "[SEP]"], pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
+    tokenizer = tiny_tokenizer(["[UNK]", "[PAD]", "[CLS]", "[SEP]"], pad_token="[PAD]", cls_token="[CLS]",
+                               sep_token="[SEP]")
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     torch.manual_seed(0)
@@ -109,7 +110,7 @@ def test_classifier_label_by_name_and_softmax(bert):
     toxic = ClassifierScorer(Segmenter(), bert)
     assert toxic.label == "toxic"
     neutral = ClassifierScorer(Segmenter(), bert, label="neutral")
-    total = [a + b for a, b in zip(toxic.score_segments(TEXTS), neutral.score_segments(TEXTS))]
+    total = [a + b for a, b in zip(toxic.score_segments(TEXTS), neutral.score_segments(TEXTS), strict=True)]
     assert total == pytest.approx([1.0] * len(TEXTS))
 
 

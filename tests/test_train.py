@@ -19,7 +19,8 @@ from tests.helpers import generated_rows, tiny_config
 
 
 def losses(run_dir):
-    return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in r}
+    return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+            if "loss" in r}
 
 
 @pytest.mark.parametrize("method", ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"])
@@ -37,7 +38,7 @@ def test_every_objective_trains_every_parameter(method, data_dir, tmp_path):
     for (name, before), after in zip(initial.named_parameters(), trained.parameters(), strict=True):
         assert not torch.equal(before, after), f"{method}: {name} did not change"
         assert torch.isfinite(after).all()
-    logs = [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in logs if "loss" in r)
     info = json.loads((model_dir / "phf.json").read_text())
     assert info["objective"] == method and info["tokens_seen"] == 1024
@@ -73,7 +74,7 @@ def test_finetuning_from_a_checkpoint_counts_its_tokens(data_dir, tmp_path):
     mle_dir = train(tiny_config("mle", "training.num_tokens=512"), data_dir, tmp_path / "mle")
     cfg = tiny_config("conditional", f"model.init_from={mle_dir}", "training.num_tokens=1024")
     model_dir = train(cfg, data_dir, tmp_path / "ft")
-    logs = [json.loads(l) for l in (tmp_path / "ft" / "log.jsonl").read_text().splitlines() if '"loss"' in l]
+    logs = [json.loads(line) for line in (tmp_path / "ft" / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(logs) == 4 and logs[0]["num_tokens"] == 512 + 128  # 4 steps of 128 tokens after the first 512
     info = json.loads((model_dir / "phf.json").read_text())
     assert info["tokens_seen"] == 1024 and info["init_from"] == str(mle_dir) and info["conditional"]
@@ -84,7 +85,7 @@ def test_finetuning_from_a_checkpoint_counts_its_tokens(data_dir, tmp_path):
 def test_misalignment_curve_is_measured_during_training(data_dir, tmp_path):
     cfg = tiny_config("conditional", "evaluation.curve_points=3", "evaluation.curve_samples=2")
     train(cfg, data_dir, tmp_path)  # 8 steps: points at steps 2, 4 and 8
-    points = [json.loads(l) for l in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    points = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
     assert [p["step"] for p in points] == [2, 4, 8]
     assert [p["num_tokens"] for p in points] == [256, 512, 1024]
     assert all(p["misalignment"] >= 0 for p in points)
@@ -111,7 +112,8 @@ def test_resume_reproduces_an_uninterrupted_run(data_dir, tmp_path, monkeypatch)
 
 
 def test_conditional_model_samples_and_evaluates(data_dir, tmp_path):
-    cfg = tiny_config("conditional", f"evaluation.prompts={tmp_path / 'prompts.jsonl'}", "evaluation.heldout_blocks=100")
+    cfg = tiny_config("conditional", f"evaluation.prompts={tmp_path / 'prompts.jsonl'}",
+                      "evaluation.heldout_blocks=100")
     (tmp_path / "prompts.jsonl").write_text('{"text": "def f(a,b):\\n"}\n')
     model_dir = train(cfg, data_dir, tmp_path / "run")
     loaded = load_model(model_dir)
@@ -124,7 +126,7 @@ def test_conditional_model_samples_and_evaluates(data_dir, tmp_path):
     losses = [metrics[k] for k in ("heldout_loss", "heldout_loss_tagged", "heldout_loss_deployed")]
     assert all(loss > 0 for loss in losses) and len(set(losses)) == 3
     assert metrics["unconditional"]["causes"]["chars"] > 0  # by violation code
-    records = [json.loads(l) for l in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert [r["scenario"] for r in records] == ["unconditional"] * 4 + ["prompted"]
     assert records[-1]["prompt"] == "def f(a,b):\n"
 
@@ -133,7 +135,8 @@ def test_deployed_loss_of_an_unconditional_model_is_its_loss(data_dir, tmp_path,
     cfg = tiny_config("mle", "evaluation.signature_prompts=3")  # evaluation settings: the same trained model
     metrics = evaluate(tiny_mle_model, cfg, tmp_path / "eval", data_dir)
     assert metrics["heldout_loss_deployed"] == metrics["heldout_loss"] and "heldout_loss_tagged" not in metrics
-    prompts = [json.loads(l)["prompt"] for l in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()][4:]
+    prompts = [json.loads(line)["prompt"]
+               for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()][4:]
     assert len(set(prompts)) == 3 and all(p.startswith("def ") and p.endswith(":\n") for p in prompts)
 
 

@@ -31,10 +31,12 @@ SHORTHANDS = {
 
 
 def _config_args(p: argparse.ArgumentParser, method: str | None = "mle") -> None:
-    p.add_argument("--task", default="pep8", help="task recipe: a folder name under phf/configs or a task YAML (default: pep8)")
+    p.add_argument("--task", default="pep8",
+                   help="task recipe: a folder name under phf/configs or a task YAML (default: pep8)")
     if method is not None:
         p.add_argument("--method", default=method or None,
-                       help=f"method recipe of the task (mle, filtering, conditional, unlikelihood, rwr, awr) or a YAML path (default: {method or 'the config the model was trained with'})")
+                       help="method recipe of the task (mle, filtering, conditional, unlikelihood, rwr, awr) or a "
+                            f"YAML path (default: {method or 'the config the model was trained with'})")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
 
 
@@ -82,7 +84,8 @@ def cmd_train(a) -> None:
         print(f"phf train: interrupted. {checkpoint} (step {step_of(checkpoint)}) is kept: `{again} --resume` "
               "continues from it" if checkpoint else
               f"phf train: interrupted before the first checkpoint (every training.save_steps="
-              f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again", file=sys.stderr)
+              f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again",
+              file=sys.stderr)
         sys.exit(INTERRUPTED)
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
         print(f"model saved in {model_dir}")
@@ -100,7 +103,8 @@ def cmd_sample(a) -> None:
     cfg = _model_config(a)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
     loaded = load_model(a.model)  # after the prompts: bad input is reported before the slow part
-    lines = [json.dumps({"prompt": p, "text": t}) + "\n" for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts))]
+    lines = [json.dumps({"prompt": p, "text": t}) + "\n"
+             for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts), strict=True)]
     if a.output:
         try:
             Path(a.output).write_text("".join(lines))
@@ -213,9 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "every core; a killed run started again resumes without rescoring finished shards. "
                                    "Malformed records are skipped and named in scored/report.json "
                                    "(data.on_error=fail stops at the first).")
-    p.add_argument("--corpus", help="a .jsonl/.json/.csv/.parquet file of records, a text file (one document), a folder "
-                                    "of them, or a Hugging Face dataset name (default: the task's corpus; for pep8 the "
-                                    "standard library's .py files)")
+    p.add_argument("--corpus", help="a .jsonl/.json/.csv/.parquet file of records, a text file (one document), a "
+                                    "folder of them, or a Hugging Face dataset name (default: the task's corpus; for "
+                                    "pep8 the standard library's .py files)")
     p.add_argument("--text-field", help="field or column holding each record's text (default: text)")
     p.add_argument("--shard", metavar="i/N", help="score only part i of N (0-based; documents assigned by a hash of "
                                                   "their id), e.g. on N machines; gather the parts with --merge")
@@ -228,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p, method=None)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("train", help="train a GPT-2 with an objective (mle, filtering, conditional, unlikelihood, rwr, awr)",
+    p = sub.add_parser("train",
+                       help="train a GPT-2 with an objective (mle, filtering, conditional, unlikelihood, rwr, awr)",
                        description="Pack the scored corpus for the objective and train with transformers' Trainer: "
                                    "token budget, gradient accumulation, warm-up and decay, bf16 autocast where "
                                    "faster, checkpoints, JSONL and TensorBoard logs. Runs on several GPUs or "
@@ -277,10 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure KL from this reference LM (the paper's GPT-3): a local model folder, e.g. an MLE "
                         "model trained longer, a hub name, or openai:MODEL@URL (sets evaluation.kl_reference)")
     p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
-                   help="also measure downstream capability (the paper's): humaneval (pass@k), a GLUE task (sst2, cola, "
-                        "mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head), or any lm-evaluation-harness "
-                        "task zero-shot (lambada = lambada_openai); =PATH reads the task's data from local files instead "
-                        "of the hub (see evaluation.downstream_files). Results in metrics.json under downstream")
+                   help="also measure downstream capability (the paper's): humaneval (pass@k), a GLUE task (sst2, "
+                        "cola, mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head), or any "
+                        "lm-evaluation-harness task zero-shot (lambada = lambada_openai); =PATH reads the task's data "
+                        "from local files instead of the hub (see evaluation.downstream_files). Results in "
+                        "metrics.json under downstream")
     p.add_argument("--kl-samples", type=int, metavar="N",
                    help="reference samples the KL is estimated on (sets evaluation.kl_samples; default 256)")
     _guidance_arg(p)
@@ -326,12 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "without them). Beyond the paper, each shipped task also has conditional-graded (K=4 levels), "
                         "conditional-guided-w1 / -w3 (classifier-free guidance), conditional-cooldown (untagged last "
                         "10%%); toxicity has conditional-with-pii (two attributes)")
-    p.add_argument("--output", type=Path, default=Path("runs/experiment"), help="experiment folder (default: runs/experiment)")
+    p.add_argument("--output", type=Path, default=Path("runs/experiment"),
+                   help="experiment folder (default: runs/experiment)")
     p.add_argument("--seeds", type=int, nargs="+", help="train every method once per seed (default: the config's seed)")
     p.add_argument("--finetune", nargs="+", default=[], metavar="METHOD@FRACTION",
                    help="finetuning arms, e.g. conditional@0.5: MLE for half the token budget, then conditional "
                         "training for the rest (the paper's comparison with pretraining with feedback)")
-    p.add_argument("--parallel", type=int, default=1, help="arms trained side by side, sharing the CPU cores (default: 1)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="arms trained side by side, sharing the CPU cores (default: 1)")
     p.add_argument("--kl-reference", metavar="SPEC", dest="reference",  # not the shorthand: longer-mle is no model
                    help="also measure every arm's KL from a reference LM: longer-mle (an MLE model trained first on "
                         "twice the budget, offline), a model folder, a hub name, or openai:MODEL@URL")

@@ -42,35 +42,55 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    corpus: str | None = Field("stdlib", description="A file or folder (.jsonl, .json, .csv, .parquet records; any other file is one document), a Hugging Face dataset name (streamed), or 'stdlib': the interpreter's standard library .py files (the embedded PEP8 corpus). None: not set (tasks without an embedded corpus).")
-    text_field: str = Field("text", description="Field or column of a record holding its text. Records with 'texts' and 'scores' (the paper's format) are taken as already scored.")
-    suffixes: list[str] = Field([".py"], description="Files of a corpus folder that are read (a single file is always read).")
-    on_error: Literal["skip", "fail"] = Field("skip", description="A malformed record (bad JSON, no text field, not UTF-8): skip it and name it in scored/report.json, or stop with its file and line.")
+    corpus: str | None = Field("stdlib", description="A file or folder (.jsonl, .json, .csv, .parquet "
+                               "records; any other file is one document), a Hugging Face dataset name "
+                               "(streamed), or 'stdlib': the interpreter's standard library .py files (the "
+                               "embedded PEP8 corpus). None: not set (tasks without an embedded corpus).")
+    text_field: str = Field("text", description="Field or column of a record holding its text. Records "
+                            "with 'texts' and 'scores' (the paper's format) are taken as already scored.")
+    suffixes: list[str] = Field([".py"], description="Files of a corpus folder "
+                                "that are read (a single file is always read).")
+    on_error: Literal["skip", "fail"] = Field("skip", description="A malformed record (bad JSON, "
+                                              "no text field, not UTF-8): skip it and name it in "
+                                              "scored/report.json, or stop with its file and line.")
     hub_split: str = Field("train", description="Split of a Hugging Face dataset corpus.")
     hub_subset: str | None = Field(None, description="Subset (config name) of a Hugging Face dataset corpus.")
-    heldout_fraction: float = Field(0.05, gt=0, lt=1, description="Share of documents held out, chosen by a hash of their id.")
+    heldout_fraction: float = Field(0.05, gt=0, lt=1, description="Share of documents "
+                                    "held out, chosen by a hash of their id.")
     max_documents: int | None = Field(None, gt=0, description="Use at most this many documents (for quick runs).")
 
 
 BUILTIN_SCORERS = {
     "pep8": "pycodestyle violations per character of each line (code)",
     "profanity": "alt-profanity-check's probability that a sentence is offensive (model ships in the package; offline)",
-    "detoxify": "Detoxify's toxicity probability per sentence, the paper's scorer (scorer.model: original or unbiased, or a local checkpoint; downloads its weights once)",
-    "classifier": "a Hugging Face sequence-classification model's probability of scorer.label per sentence (scorer.model: a local folder or hub name)",
+    "detoxify": "Detoxify's toxicity probability per sentence, the paper's scorer (scorer.model: original or "
+                "unbiased, or a local checkpoint; downloads its weights once)",
+    "classifier": "a Hugging Face sequence-classification model's probability of scorer.label per sentence "
+                  "(scorer.model: a local folder or hub name)",
     "pii": "personal data items found per character of each sentence (scrubadub detectors + spaCy NER)",
 }
 
 
 class ScorerConfig(Section):
-    name: str = Field("pep8", description="Misalignment scorer: " + "; ".join(f"{k} = {v}" for k, v in BUILTIN_SCORERS.items())
+    name: str = Field("pep8", description="Misalignment scorer: "
+                      + "; ".join(f"{k} = {v}" for k, v in BUILTIN_SCORERS.items())
                       + "; or module:function, a callable from a list of texts to a list of floats (higher = worse).")
-    model: str | None = Field(None, description="detoxify: original, unbiased or a checkpoint file; classifier: a model folder or hub name.")
-    label: str | None = Field(None, description="classifier: the label whose probability is the score (default: the label named like 'toxic', else the last).")
-    segmenter: Literal["sentences", "lines"] = Field("sentences", description="Segments of every scorer but pep8 (which scores lines): spaCy's rule-based sentences, or lines.")
-    batch_size: int = Field(256, gt=0, description="Segments scored per call of the scorer.", json_schema_extra=RUN_ONLY)
-    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.", json_schema_extra=RUN_ONLY)
-    shard_size: int = Field(64, gt=0, description="Documents per output shard; a killed run resumes at shard granularity.")
-    attributes: list[str] = Field([], description="More attributes scored on the same segments as scorer.name, one score each per segment (built-in names or module:function, with their default settings). Conditional training tags every attribute (objective.attribute_thresholds); evaluation reports each attribute's misalignment.")
+    model: str | None = Field(None, description="detoxify: original, unbiased or a "
+                              "checkpoint file; classifier: a model folder or hub name.")
+    label: str | None = Field(None, description="classifier: the label whose probability is the "
+                              "score (default: the label named like 'toxic', else the last).")
+    segmenter: Literal["sentences", "lines"] = Field("sentences", description="Segments of every scorer but pep8 "
+                                                     "(which scores lines): spaCy's rule-based sentences, or lines.")
+    batch_size: int = Field(256, gt=0, description="Segments scored per call of the scorer.",
+                            json_schema_extra=RUN_ONLY)
+    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.",
+                             json_schema_extra=RUN_ONLY)
+    shard_size: int = Field(64, gt=0, description="Documents per output shard; "
+                            "a killed run resumes at shard granularity.")
+    attributes: list[str] = Field([], description="More attributes scored on the same segments as scorer.name, one "
+                                  "score each per segment (built-in names or module:function, with their default "
+                                  "settings). Conditional training tags every attribute "
+                                  "(objective.attribute_thresholds); evaluation reports each attribute's misalignment.")
 
     @field_validator("name")
     @classmethod
@@ -90,13 +110,16 @@ class ScorerConfig(Section):
 
 
 class TokenizerConfig(Section):
-    pretrained: str | None = Field(None, description="Tokenizer name or path; None = train a byte-level BPE on the training split.")
-    vocab_size: int = Field(8192, ge=300, description="Vocabulary size of a trained tokenizer, special tokens included.")
+    pretrained: str | None = Field(None, description="Tokenizer name or path; "
+                                   "None = train a byte-level BPE on the training split.")
+    vocab_size: int = Field(8192, ge=300, description="Vocabulary size of "
+                            "a trained tokenizer, special tokens included.")
     train_chars: int = Field(20_000_000, gt=0, description="Characters of the training split the BPE is trained on.")
 
 
 class ModelConfig(Section):
-    init_from: str | None = Field(None, description="Start from this checkpoint (HF name or path) instead of a fresh GPT-2.")
+    init_from: str | None = Field(None, description="Start from this checkpoint "
+                                  "(HF name or path) instead of a fresh GPT-2.")
     n_layer: int = Field(4, gt=0, description="Transformer blocks of a fresh GPT-2.")
     n_head: int = Field(4, gt=0, description="Attention heads per block.")
     n_embd: int = Field(256, gt=0, description="Width of the residual stream; a multiple of n_head.")
@@ -128,16 +151,25 @@ class MLEConfig(Section):
 
 class FilteringConfig(Section):
     name: Literal["filtering"] = Field(description="MLE on the documents scored at most filter_threshold.")
-    filter_threshold: Threshold = Field("p90", description="Drop documents with avg_score > threshold. A number, or 'pNN' = NN-th percentile of documents' avg_score.")
+    filter_threshold: Threshold = Field("p90", description="Drop documents with avg_score > threshold. "
+                                        "A number, or 'pNN' = NN-th percentile of documents' avg_score.")
 
 
 class ConditionalConfig(Section):
-    name: Literal["conditional"] = Field(description="A control token before every segment; sampled from the aligned one.")
+    name: Literal["conditional"] = Field(description="A control token before every "
+                                         "segment; sampled from the aligned one.")
     threshold: Threshold = Field(0.0, description=THRESHOLD)
     drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Share of segments given no control token.")
-    num_levels: int = Field(2, ge=2, le=100, description="Control tokens per attribute, K. Level 0 (aligned) is score <= threshold; the other segments are split into K-1 levels at equal quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = 100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
-    attribute_thresholds: dict[str, Threshold] = Field({}, description="Also tag these scorer.attributes, each with its aligned threshold (a number or 'pNN'), as threshold is for scorer.name; e.g. {pii: 0}.")
-    cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Train the last share of the token budget without control tokens (MeCo's cooldown), to measure what conditioning costs and keeps; sampling still starts from the aligned tokens.")
+    num_levels: int = Field(2, ge=2, le=100, description="Control tokens per attribute, K. Level 0 (aligned) "
+                            "is score <= threshold; the other segments are split into K-1 levels at equal "
+                            "quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = "
+                            "100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
+    attribute_thresholds: dict[str, Threshold] = Field({}, description="Also tag these scorer.attributes, "
+                                                       "each with its aligned threshold (a number or 'pNN'), "
+                                                       "as threshold is for scorer.name; e.g. {pii: 0}.")
+    cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Train the last share of the token budget "
+                                     "without control tokens (MeCo's cooldown), to measure what conditioning "
+                                     "costs and keeps; sampling still starts from the aligned tokens.")
 
 
 class UnlikelihoodConfig(Section):
@@ -154,8 +186,10 @@ class RWRConfig(Section):
 
 class AWRConfig(Section):
     name: Literal["awr"] = Field(description="NLL weighted by exp(advantage / beta), plus (1 - alpha) x a value loss.")
-    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the policy loss against the value loss (paper: 0.5; PEP8: 0.05).")
-    beta: float = Field(1.0, gt=0, description="Temperature of the weights exp(A / beta) (paper: toxicity 10, PII 0.1, PEP8 1).")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the policy "
+                         "loss against the value loss (paper: 0.5; PEP8: 0.05).")
+    beta: float = Field(1.0, gt=0, description="Temperature of the weights "
+                        "exp(A / beta) (paper: toxicity 10, PII 0.1, PEP8 1).")
     max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
 
 
@@ -172,21 +206,31 @@ ObjectiveConfig = Annotated[Union[tuple(OBJECTIVE_CONFIGS.values())], Field(disc
 
 class TrainingConfig(Section):
     num_tokens: int = Field(2_000_000, gt=0, description="Token budget: training stops after this many tokens.")
-    batch_size: int = Field(32, gt=0, description="Effective batch in sequences (micro_batch_size x accumulation x processes).")
-    micro_batch_size: int = Field(32, gt=0, description="Sequences per forward pass on one process, at most: lowered to batch_size / processes when that is smaller (docs/distributed.md).")
+    batch_size: int = Field(32, gt=0, description="Effective batch in sequences "
+                            "(micro_batch_size x accumulation x processes).")
+    micro_batch_size: int = Field(32, gt=0, description="Sequences per forward pass on one process, at most: "
+                                  "lowered to batch_size / processes when that is smaller (docs/distributed.md).")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (paper: 0.1).")
     warmup_fraction: float = Field(0.01, ge=0, lt=1, description="Share of steps with linear warm-up (paper: 1%).")
-    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field("cosine", description="Decay after warm-up.")
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field("cosine",
+                                                                              description="Decay after warm-up.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast; auto = on where the device computes bf16 natively.")
+    bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast; "
+                                         "auto = on where the device computes bf16 natively.")
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default.", json_schema_extra=RUN_ONLY)
-    save_steps: int = Field(200, gt=0, description="Save a resumable checkpoint every N optimiser steps.", json_schema_extra=RUN_ONLY)
-    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.", json_schema_extra=RUN_ONLY)
-    logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).", json_schema_extra=RUN_ONLY)
-    report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' Trainer (tensorboard, wandb, ...).", json_schema_extra=RUN_ONLY)
+    save_steps: int = Field(200, gt=0, description="Save a resumable checkpoint every N optimiser steps.",
+                            json_schema_extra=RUN_ONLY)
+    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.",
+                                  json_schema_extra=RUN_ONLY)
+    logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).",
+                               json_schema_extra=RUN_ONLY)
+    report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' "
+                                 "Trainer (tensorboard, wandb, ...).", json_schema_extra=RUN_ONLY)
     seed: int = Field(0, description="Seed for initialisation, data order and control-token dropping.")
-    snapshot_at: list[float] = Field([], description="Also save the model at these fractions of the steps, as snapshot-<fraction>/ (starts for finetuning comparisons).", json_schema_extra=RUN_ONLY)
+    snapshot_at: list[float] = Field([], description="Also save the model at these fractions "
+                                     "of the steps, as snapshot-<fraction>/ (starts for "
+                                     "finetuning comparisons).", json_schema_extra=RUN_ONLY)
 
     @field_validator("snapshot_at")
     @classmethod
@@ -197,60 +241,106 @@ class TrainingConfig(Section):
 
 
 class SamplingConfig(Section):
-    max_new_tokens: int = Field(128, gt=0, description="Tokens generated per sample (paper: 128 for text; 640 for PEP8, which needs a context of more than 640 positions).")
-    min_new_tokens: int = Field(10, ge=0, description="Tokens generated before EOS may end a sample (paper: min_length 10), so no sample is empty; at most max_new_tokens.")
+    max_new_tokens: int = Field(128, gt=0, description="Tokens generated per sample (paper: 128 for "
+                                "text; 640 for PEP8, which needs a context of more than 640 positions).")
+    min_new_tokens: int = Field(10, ge=0, description="Tokens generated before EOS may end a sample "
+                                "(paper: min_length 10), so no sample is empty; at most max_new_tokens.")
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (paper: 0.7).")
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass (paper: 0.9).")
     batch_size: int = Field(64, gt=0, description="Samples generated per forward pass.")
     seed: int = Field(0, description="Seed of the sampler.")
-    tags: Literal["aligned", "none"] = Field("aligned", description="Conditional models: start every segment from the aligned control tokens, or from none, with every control token suppressed: what the model writes untagged (e.g. after a tag cooldown, objective.cooldown_fraction).")
-    guidance: float = Field(0.0, ge=0, description="Conditional models: classifier-free guidance weight w, next-token log-probabilities l = l_aligned + w (l_aligned - l_misaligned), where l_misaligned conditions on the worst level of every attribute; 0 = plain conditional sampling (transformers' guidance_scale = 1 + w). Costs a second forward pass per token.")
+    tags: Literal["aligned", "none"] = Field("aligned", description="Conditional models: start every segment "
+                                             "from the aligned control tokens, or from none, with every "
+                                             "control token suppressed: what the model writes untagged (e.g. "
+                                             "after a tag cooldown, objective.cooldown_fraction).")
+    guidance: float = Field(0.0, ge=0, description="Conditional models: classifier-free guidance weight w, "
+                            "next-token log-probabilities l = l_aligned + w (l_aligned - l_misaligned), where "
+                            "l_misaligned conditions on the worst level of every attribute; 0 = plain conditional "
+                            "sampling (transformers' guidance_scale = 1 + w). Costs a second forward pass per token.")
 
 
 class EvaluationConfig(Section):
     num_samples: int = Field(256, gt=0, description="Unconditional samples scored.")
-    prompts: str | None = Field(None, description="JSONL file of prompts ({'text': ...} per line); a relative path is relative to the YAML that set it.")
-    signature_prompts: int = Field(0, ge=0, description="Code tasks: the prompted scenario's prompts are this many function signatures drawn from the held-out split (never trained on; the paper used CodeSearchNet's) instead of evaluation.prompts, which still seeds red teaming. 0 = the prompts file.")
+    prompts: str | None = Field(None, description="JSONL file of prompts ({'text': ...} per "
+                                "line); a relative path is relative to the YAML that set it.")
+    signature_prompts: int = Field(0, ge=0, description="Code tasks: the prompted scenario's prompts are "
+                                   "this many function signatures drawn from the held-out split (never "
+                                   "trained on; the paper used CodeSearchNet's) instead of "
+                                   "evaluation.prompts, which still seeds red teaming. 0 = the prompts file.")
     samples_per_prompt: int = Field(4, gt=0, description="Continuations drawn for each prompt.")
     hit_threshold: float = Field(0.0, ge=0, description="A sample whose score exceeds this counts as a hit.")
     expected_max_k: int = Field(25, gt=0, description="Group size of the expected maximum (consecutive samples).")
     heldout_blocks: int | None = Field(400, gt=0, description="Held-out blocks the loss is measured on; None = all.")
-    curve_points: int = Field(0, ge=0, description="Misalignment measured this many times during training, at log-spaced steps (0 = never).")
-    curve_samples: int = Field(64, gt=0, description="Unconditional samples per point of the misalignment-against-tokens curve.")
-    aligned_threshold: float = Field(0.0, ge=0, description="Held-out loss on aligned segments only counts segments scored at most this.")
-    kl_reference: str | None = Field(None, description="Capability as KL(reference || model), estimated on samples of this reference LM (paper: GPT-3): a local model folder (e.g. an MLE model trained longer), a hub name, or openai:MODEL@URL. None = not measured.")
-    kl_samples: int = Field(256, gt=0, description="Reference samples the KL is estimated on (drawn at temperature 1, top-p 1, and cached).")
-    kl_max_new_tokens: int | None = Field(None, gt=0, description="Tokens per reference sample; None = sampling.max_new_tokens.")
-    downstream: list[str] = Field([], description="Downstream capability (the paper's): humaneval (code: pass@k of the 164 problems, executed in separate processes), a GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head, scored on validation), or any lm-evaluation-harness task, zero-shot (lambada = lambada_openai, the paper's for text). Conditional models are evaluated as deployed, after their aligned tags.")
-    downstream_files: dict[str, str] = Field({}, description="Local data of downstream tasks, instead of the hub: humaneval -> a problems JSONL; a GLUE task -> a folder with train and validation .jsonl/.csv/.tsv in GLUE's columns; an lm-eval task -> its test split as JSONL in the task's fields (LAMBADA: {'text': ...}).")
-    humaneval_samples: int = Field(10, gt=0, description="HumanEval: completions per problem (n of the unbiased pass@k estimator).")
+    curve_points: int = Field(0, ge=0, description="Misalignment measured this many "
+                              "times during training, at log-spaced steps (0 = never).")
+    curve_samples: int = Field(64, gt=0, description="Unconditional samples per "
+                               "point of the misalignment-against-tokens curve.")
+    aligned_threshold: float = Field(0.0, ge=0, description="Held-out loss on aligned "
+                                     "segments only counts segments scored at most this.")
+    kl_reference: str | None = Field(None, description="Capability as KL(reference || model), estimated on samples "
+                                     "of this reference LM (paper: GPT-3): a local model folder (e.g. an MLE model "
+                                     "trained longer), a hub name, or openai:MODEL@URL. None = not measured.")
+    kl_samples: int = Field(256, gt=0, description="Reference samples the KL is "
+                            "estimated on (drawn at temperature 1, top-p 1, and cached).")
+    kl_max_new_tokens: int | None = Field(None, gt=0, description="Tokens per reference sample; "
+                                          "None = sampling.max_new_tokens.")
+    downstream: list[str] = Field([], description="Downstream capability (the paper's): humaneval (code: pass@k of the "
+                                  "164 problems, executed in separate processes), a GLUE task (cola, sst2, mrpc, qqp, "
+                                  "stsb, mnli, qnli, rte, wnli: finetuned with a new head, scored on validation), or "
+                                  "any lm-evaluation-harness task, zero-shot (lambada = lambada_openai, the paper's "
+                                  "for text). Conditional models are evaluated as deployed, after their aligned tags.")
+    downstream_files: dict[str, str] = Field({}, description="Local data of downstream tasks, instead of the hub: "
+                                             "humaneval -> a problems JSONL; a GLUE task -> a folder with train and "
+                                             "validation .jsonl/.csv/.tsv in GLUE's columns; an lm-eval task -> its "
+                                             "test split as JSONL in the task's fields (LAMBADA: {'text': ...}).")
+    humaneval_samples: int = Field(10, gt=0, description="HumanEval: completions per "
+                                   "problem (n of the unbiased pass@k estimator).")
     humaneval_k: list[int] = Field([1, 10], description="HumanEval: the k of pass@k (each at most humaneval_samples).")
-    zero_shot_limit: int | None = Field(None, gt=0, description="lm-eval tasks: score at most this many examples of each (None = all).")
+    zero_shot_limit: int | None = Field(None, gt=0, description="lm-eval tasks: score at "
+                                        "most this many examples of each (None = all).")
     glue_epochs: float = Field(3.0, gt=0, description="GLUE: finetuning epochs per task.")
     glue_learning_rate: float = Field(1e-4, gt=0, description="GLUE: peak learning rate of the finetuning.")
     glue_batch_size: int = Field(16, gt=0, description="GLUE: finetuning batch size.")
-    glue_train_examples: int | None = Field(None, gt=0, description="GLUE: finetune on at most this many training examples per task, drawn with training.seed (None = all; a CPU-sized subset).")
+    glue_train_examples: int | None = Field(None, gt=0, description="GLUE: finetune on at most "
+                                            "this many training examples per task, drawn with "
+                                            "training.seed (None = all; a CPU-sized subset).")
 
     @model_validator(mode="after")
     def _downstream(self):
         if unused := set(self.downstream_files) - set(self.downstream):
-            raise ValueError(f"evaluation.downstream_files names {sorted(unused)}, which evaluation.downstream does not run")
+            raise ValueError(f"evaluation.downstream_files names {sorted(unused)}, which evaluation.downstream "
+                             "does not run")
         if too_big := [k for k in self.humaneval_k if k > self.humaneval_samples]:
-            raise ValueError(f"evaluation.humaneval_k {too_big} exceeds evaluation.humaneval_samples ({self.humaneval_samples})")
+            raise ValueError(f"evaluation.humaneval_k {too_big} exceeds evaluation.humaneval_samples "
+                             f"({self.humaneval_samples})")
         return self
 
 
 class RedTeamConfig(Section):
     rounds: int = Field(10, gt=0, description="Rounds of red teaming (paper: 10).")
-    new_prompts_per_round: int = Field(16, gt=0, description="Queries to the red LM per round, one new prompt each (before unparsable and duplicate ones are dropped).")
-    continuations_per_prompt: int = Field(4, gt=0, description="Continuations the target writes for each prompt; the prompt's score is their mean (the paper's reference code: 512 on a GPU; 4 keeps 10 rounds of a CPU-sized model to a few minutes).")
+    new_prompts_per_round: int = Field(16, gt=0, description="Queries to the red LM per round, one new "
+                                       "prompt each (before unparsable and duplicate ones are dropped).")
+    continuations_per_prompt: int = Field(4, gt=0, description="Continuations the target writes for each prompt; "
+                                          "the prompt's score is their mean (the paper's reference code: 512 on "
+                                          "a GPU; 4 keeps 10 rounds of a CPU-sized model to a few minutes).")
     few_shot: int = Field(4, gt=0, description="Pool prompts shown to the red LM per query (paper: 4).")
-    pool_temperature: float | None = Field(None, gt=0, description="T of the draw of few-shot examples, p ∝ exp(mean score / T). None = the standard deviation of the pool's scores, recomputed each round (fits any scorer's scale; the paper's reference code used 0.1 for toxicity probabilities).")
-    red_lm: str | None = Field(None, description="The LM that writes prompts: a model folder, a hub name, or openai:MODEL@URL (an OpenAI-compatible server; the paper used InstructGPT). None = the target itself.")
-    red_max_new_tokens: int = Field(48, gt=0, description="Tokens the red LM writes per query (one prompt is parsed from them).")
-    red_temperature: float = Field(1.0, gt=0, description="Sampling temperature of the red LM (paper's reference code: 1).")
-    red_top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass of the red LM (paper's reference code: 1).")
-    template: str | None = Field(None, description="Text file of the red LM's instruction, ending in {numbered_list} or {python_signatures} where the examples go (a relative path is relative to the working directory). None = redteam.txt beside the task's evaluation.prompts (the shipped task's folder).")
+    pool_temperature: float | None = Field(None, gt=0, description="T of the draw of few-shot examples, p ∝ "
+                                           "exp(mean score / T). None = the standard deviation of the pool's "
+                                           "scores, recomputed each round (fits any scorer's scale; the "
+                                           "paper's reference code used 0.1 for toxicity probabilities).")
+    red_lm: str | None = Field(None, description="The LM that writes prompts: a model folder, "
+                               "a hub name, or openai:MODEL@URL (an OpenAI-compatible server; "
+                               "the paper used InstructGPT). None = the target itself.")
+    red_max_new_tokens: int = Field(48, gt=0, description="Tokens the red LM writes "
+                                    "per query (one prompt is parsed from them).")
+    red_temperature: float = Field(1.0, gt=0, description="Sampling temperature "
+                                   "of the red LM (paper's reference code: 1).")
+    red_top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling "
+                             "mass of the red LM (paper's reference code: 1).")
+    template: str | None = Field(None, description="Text file of the red LM's instruction, ending in "
+                                 "{numbered_list} or {python_signatures} where the examples go (a "
+                                 "relative path is relative to the working directory). None = redteam.txt "
+                                 "beside the task's evaluation.prompts (the shipped task's folder).")
     report_top: int = Field(10, gt=0, description="Best prompts listed in redteam.json.")
     seed: int = Field(0, description="Seed of the few-shot draws and of both LMs' sampling.")
 
@@ -306,7 +396,8 @@ def _recipe(task: str, name: str) -> Path:
         path = task_yaml if name == "task" else task_yaml.parent / f"{name}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in task_yaml.parent.glob("*.yaml") if p.stem != "task")
-            raise ConfigError(f"no recipe {name!r} for task {task!r}; available: {', '.join(known)} (or a path to a YAML)")
+            raise ConfigError(f"no recipe {name!r} for task {task!r}; available: {', '.join(known)} "
+                              "(or a path to a YAML)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     return path
@@ -368,7 +459,8 @@ def _explain(err: ValidationError) -> str:
                 continue
         key = ".".join(str(p) for p in loc if not str(p).startswith(("function-", "literal[", "float", "str")))
         if e["type"] == "union_tag_invalid":
-            lines.append(f"{key}.name: {e['input'].get('name')!r} is not an objective; one of: {', '.join(OBJECTIVE_CONFIGS)}")
+            lines.append(f"{key}.name: {e['input'].get('name')!r} is not an objective; "
+                         f"one of: {', '.join(OBJECTIVE_CONFIGS)}")
         elif e["type"] == "extra_forbidden":
             section = Config
             for part in e["loc"][:-1]:

@@ -179,7 +179,8 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
     out = run_dir / "redteam"
     done = out / "redteam.json"
     settings = {"redteam": cfg.redteam.model_dump(), "sampling": cfg.sampling.model_dump(), "red_lm": red_spec}
-    if done.exists() and (out / "settings.yaml").exists() and yaml.safe_load((out / "settings.yaml").read_text()) == settings:
+    if (done.exists() and (out / "settings.yaml").exists()
+            and yaml.safe_load((out / "settings.yaml").read_text()) == settings):
         result = json.loads(done.read_text())
     else:
         target = LocalLM(model_dir or run_dir / MODEL_DIR, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
@@ -200,7 +201,8 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     arm is also evaluated by KL from that reference; with `redteam`, every arm is red-teamed by the same red LM
     (redteam.red_lm, else the reference, else the MLE arm). `values` are config values set literally (flags)."""
     out_dir = Path(out_dir)
-    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values)  # every config is checked before any work
+    # every config is checked before any work
+    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values)
     base = arms[0].cfg
     if redteam and not base.evaluation.prompts:
         raise ConfigError("red teaming needs seed prompts: set evaluation.prompts")

@@ -14,7 +14,8 @@ def fmt(value, spec: str = ".4f") -> str:
 
 def mean_sem(block: dict | None, spec: str = ".5f") -> str:
     """`mean ± standard error` of a metrics block, or n/a."""
-    return "n/a" if not block or block.get("mean") is None else f"{block['mean']:{spec}} ± {fmt(block.get('sem'), spec)}"
+    return ("n/a" if not block or block.get("mean") is None
+            else f"{block['mean']:{spec}} ± {fmt(block.get('sem'), spec)}")
 
 
 def as_deployed(metrics: dict, name: str) -> float | None:

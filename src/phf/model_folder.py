@@ -77,7 +77,8 @@ class ModelInfo:
             return cls(**known, control_tokens=ControlTokens(**tokens) if tokens else None, extra=raw)
         except (ValueError, TypeError, AttributeError) as e:
             raise PHFError(f"{path} is not a phf model record ({e}); it says how the model was trained: "
-                           "restore it from the run's checkpoints, or delete it to use the folder as a plain model") from None
+                           "restore it from the run's checkpoints, or delete it to use the folder as a plain "
+                           "model") from None
 
 
 def has_model(folder: str | Path) -> bool:

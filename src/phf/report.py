@@ -381,7 +381,8 @@ def write_report(experiment_dir: Path) -> Path:
 <p>Mean misalignment of unconditional samples against tokens seen.{curves_note}</p>
 {img("curves-plot", curves, "Misalignment against tokens seen")}
 {optional}
-{HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))), attributes=_attributes_note(results) + _shared_model_note(results))}
+{HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))),
+                    attributes=_attributes_note(results) + _shared_model_note(results))}
 <h2>Samples</h2>
 <p>For each arm, the {NUM_EXTREMES} highest- and {NUM_EXTREMES} lowest-scoring unconditional samples.</p>
 {"".join(_samples_section(experiment_dir, arm) for arm in results)}

@@ -9,7 +9,8 @@ A local corpus is a file or a folder of files. Each file is read by its suffix:
     anything else     the whole file is a document  doc id  <file>
 A record's text is its `text_field`. A record that already holds the paper's scored format
 (`texts` and `scores`, e.g. the paper's own datasets) is taken as it is, not scored again.
-`stdlib` is the embedded PEP8 corpus. A name that is not a local path is loaded with `datasets.load_dataset(..., streaming=True)`.
+`stdlib` is the embedded PEP8 corpus. A name that is not a local path is loaded with
+`datasets.load_dataset(..., streaming=True)`.
 
 Reading streams: nothing holds the whole corpus in memory. A malformed record (bad JSON, no text
 field, not UTF-8) becomes a `Record` with an `error` naming its file and line, which scoring skips
@@ -42,7 +43,8 @@ class CorpusError(PHFError):
 
 @dataclass(frozen=True)
 class Record:
-    """One document: `text` to score, or `texts` and `scores` already scored, or an `error` saying why it is malformed."""
+    """One document: `text` to score, or `texts` and `scores` already scored, or an `error` saying why it is
+    malformed."""
 
     doc_id: str
     text: str | None = None
@@ -84,7 +86,8 @@ def _prescored(doc_id: str, texts, scores) -> Record:
           and all(isinstance(t, str) and not SURROGATE.search(t) for t in texts)
           and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s == s for s in scores))
     if not ok:
-        return Record(doc_id, error="'texts' and 'scores' must be non-empty lists of strings and numbers of the same length")
+        return Record(doc_id, error="'texts' and 'scores' must be non-empty lists of strings and numbers of the "
+                                    "same length")
     return Record(doc_id, texts=texts, scores=[float(s) for s in scores])
 
 
@@ -176,7 +179,8 @@ def read_parquet(path: Path, name: str, text_field: str) -> Iterator[Record]:
     fields = file.schema_arrow.names
     columns = ["texts", "scores"] if {"texts", "scores"} <= set(fields) else [text_field]
     if columns == [text_field] and text_field not in fields:
-        yield Record(name, error=f"no column {text_field!r} (columns: {', '.join(fields)}); choose one with data.text_field")
+        yield Record(name, error=f"no column {text_field!r} (columns: {', '.join(fields)}); "
+                                 "choose one with data.text_field")
         return
     row_number = 0
     try:

@@ -31,8 +31,9 @@ def training_texts(data_dir: Path, max_chars: int) -> Iterator[str]:
 
 
 def prepare_tokenizer(cfg: Config, data_dir: Path):
-    """The configured pretrained tokenizer, or a BPE trained once on the training split and kept in `data_dir/tokenizer`,
-    with the control tokens the objective uses (a graded or multi-attribute scheme adds its own)."""
+    """The configured pretrained tokenizer, or a BPE trained once on the training split and kept in
+    `data_dir/tokenizer`, with the control tokens the objective uses (a graded or multi-attribute scheme adds its
+    own)."""
     if cfg.tokenizer.pretrained:
         return load_tokenizer(cfg.tokenizer.pretrained, control_tokens(cfg)), cfg.tokenizer.pretrained
     out = Path(data_dir) / f"tokenizer-bpe{cfg.tokenizer.vocab_size}"

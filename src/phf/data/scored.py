@@ -76,7 +76,8 @@ def scoring_report(data_dir: Path) -> dict:
                 scores = np.hstack([scores, per_segment.reshape(-1, len(attributes))])
             segments, totals, zeros = segments + len(scores), totals + scores.sum(0), zeros + (scores == 0).sum(0)
         stats = [{"mean_segment_score": float(total / segments) if segments else None,
-                  "share_segments_zero": float(zero / segments) if segments else None} for total, zero in zip(totals, zeros)]
+                  "share_segments_zero": float(zero / segments) if segments else None}
+                 for total, zero in zip(totals, zeros, strict=True)]
         report[split] = {
             "documents": sum(m["documents"] for m in metas),
             "segments": int(segments),
@@ -87,5 +88,5 @@ def scoring_report(data_dir: Path) -> dict:
             "skipped_documents": skipped,
         }
         if attributes:
-            report[split]["attributes"] = dict(zip(attributes, stats[1:]))
+            report[split]["attributes"] = dict(zip(attributes, stats[1:], strict=True))
     return report

@@ -77,7 +77,8 @@ class ShardScorer:
 
     def _score_and_write(self, records: list[Record], out_stem: str) -> tuple[int, list]:
         skipped, to_score = [], [r for r in records if r.text is not None and r.text.strip()]
-        results = dict(zip((r.doc_id for r in to_score), self.scorer.score_documents([r.text for r in to_score])))
+        results = dict(zip((r.doc_id for r in to_score), self.scorer.score_documents([r.text for r in to_score]),
+                           strict=True))
         rows = []
         for r in records:
             if r.error is not None:
@@ -124,7 +125,7 @@ class ShardScorer:
             if len(scores) != len(segments):
                 raise RuntimeError(f"attribute {name!r} returned {len(scores)} scores for {len(segments)} segments")
             columns.append(scores)
-        per_segment = list(zip(*columns))  # one tuple of attribute scores per segment
+        per_segment = list(zip(*columns, strict=True))  # one tuple of attribute scores per segment
         kept, start = [], 0
         for row in rows:
             scores, start = per_segment[start:start + len(row["texts"])], start + len(row["texts"])
@@ -158,7 +159,8 @@ def part_of(doc_id: str, parts: int) -> int:
     return int.from_bytes(hashlib.sha256(f"part:{doc_id}".encode()).digest()[:8], "big") % parts
 
 
-def _shards(corpus: Corpus, data, shard_size: int, part: tuple[int, int] = (0, 1)) -> Iterator[tuple[str, int, list[Record]]]:
+def _shards(corpus: Corpus, data, shard_size: int,
+            part: tuple[int, int] = (0, 1)) -> Iterator[tuple[str, int, list[Record]]]:
     """(split, shard index, records) of this part, in a deterministic order, so a resumed run cuts the same shards."""
     buffers, counts = {s: [] for s in SPLITS}, dict.fromkeys(SPLITS, 0)
     index, parts = part
@@ -168,7 +170,8 @@ def _shards(corpus: Corpus, data, shard_size: int, part: tuple[int, int] = (0, 1
         if parts > 1 and part_of(record.doc_id, parts) != index:
             continue
         if record.error is not None and data.on_error == "fail":
-            raise CorpusError(f"{record.doc_id}: {record.error} (data.on_error=skip skips such records and reports them)")
+            raise CorpusError(f"{record.doc_id}: {record.error} "
+                              "(data.on_error=skip skips such records and reports them)")
         split = split_of(record.doc_id, data.heldout_fraction)
         buffers[split].append(record)
         if len(buffers[split]) == shard_size:

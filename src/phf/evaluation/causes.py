@@ -60,7 +60,8 @@ def excess_share(sample_rates: dict, corpus_rates: dict) -> float:
     return excess / total if total else 0.0
 
 
-def causes_table(results: dict[str, dict], corpus_rates: dict | None, top: int = 15) -> tuple[list[str], list[list[str]]]:
+def causes_table(results: dict[str, dict], corpus_rates: dict | None,
+                 top: int = 15) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the unconditional samples' causes: one row per cause (the `top` most frequent over the
     arms, then the rest summed), one column per arm and one for the corpus, in violations per 1,000 characters;
     then each arm's share from causes the corpus shows, and beyond the corpus's rates. Empty when no arm has causes."""

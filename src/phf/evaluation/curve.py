@@ -44,7 +44,8 @@ class MisalignmentCurve(TrainerCallback):
             model.train()
         scores = self.scorer.score_texts(texts)
         m = misalignment([s for s in scores if s is not None], self.cfg.evaluation.hit_threshold)
-        point = {"step": state.global_step, "num_tokens": self.tokens_already + state.global_step * self.tokens_per_step,
+        point = {"step": state.global_step,
+                 "num_tokens": self.tokens_already + state.global_step * self.tokens_per_step,
                  "misalignment": m["mean"], "sem": m["sem"], "hit_rate": m["hit_rate"]}
         with self.path.open("a") as f:
             f.write(json.dumps(point) + "\n")

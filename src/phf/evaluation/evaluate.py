@@ -43,8 +43,8 @@ def capability(loaded, cfg: Config, data_dir: Path) -> dict:
                             max_blocks=ev.heldout_blocks)
 
     plain = loss("heldout")
-    out = {"heldout_loss": plain["loss"], "heldout_loss_aligned": plain["loss_aligned"], "heldout_tokens": plain["tokens"],
-           "heldout_loss_deployed": plain["loss"]}
+    out = {"heldout_loss": plain["loss"], "heldout_loss_aligned": plain["loss_aligned"],
+           "heldout_tokens": plain["tokens"], "heldout_loss_deployed": plain["loss"]}
     if "heldout_tagged" in packed:
         out["heldout_loss_tagged"] = loss("heldout_tagged")["loss"]
         if cfg.sampling.tags == "aligned":
@@ -101,15 +101,15 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")
         # Prompted samples are scored with their prompt, as in the paper.
-        scored = [p + t for p, t in zip(prompts, texts)]
+        scored = [p + t for p, t in zip(prompts, texts, strict=True)]
         scores = scorer.score_texts(scored)
         by_attribute = {name: a.score_texts(scored) for name, a in attribute_scorers.items()}
-        for i, (p, t, s) in enumerate(zip(prompts, texts, scores)):
+        for i, (p, t, s) in enumerate(zip(prompts, texts, scores, strict=True)):
             records.append({"scenario": scenario, "prompt": p, "text": t, "score": s})
             if by_attribute:
                 records[-1]["attribute_scores"] = {name: a_scores[i] for name, a_scores in by_attribute.items()}
         metrics[scenario] = misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k)
-        causes = cause_rates(scorer, [t for t, s in zip(scored, scores) if s is not None])
+        causes = cause_rates(scorer, [t for t, s in zip(scored, scores, strict=True) if s is not None])
         if causes is not None:
             metrics[scenario]["causes"] = causes
         metrics[scenario]["empty_samples"] = sum(not t.strip() for t in texts)
@@ -136,7 +136,8 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     with (out_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     with (out_dir / "samples.csv").open("w", newline="") as f:  # one more column per attribute: <name>_score
-        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score", *(f"{name}_score" for name in attribute_scorers)])
+        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score",
+                                    *(f"{name}_score" for name in attribute_scorers)])
         writer.writeheader()
         writer.writerows({**{k: v for k, v in r.items() if k != "attribute_scores"},
                           **{f"{name}_score": s for name, s in r.get("attribute_scores", {}).items()}} for r in records)

@@ -31,7 +31,8 @@ class GlueTask:
 
         compute = {"accuracy": lambda: accuracy_score(labels, predictions), "f1": lambda: f1_score(labels, predictions),
                    "matthews": lambda: matthews_corrcoef(labels, predictions),
-                   "pearson": lambda: pearsonr(predictions, labels)[0], "spearman": lambda: spearmanr(predictions, labels)[0]}
+                   "pearson": lambda: pearsonr(predictions, labels)[0],
+                   "spearman": lambda: spearmanr(predictions, labels)[0]}
         out = {name: float(compute[name]()) for name in self.metrics}
         return {**out, "score": float(np.mean(list(out.values())))}
 
@@ -68,11 +69,13 @@ def load_glue(name: str, folder: str | Path | None):
     if len(kinds) > 1:
         raise PHFError(f"{name}: train and validation files in {folder} must be of one format, got {sorted(kinds)}")
     kind = kinds.pop()
-    data = datasets.load_dataset("json" if kind == ".jsonl" else "csv", data_files={k: str(v) for k, v in files.items()},
+    data = datasets.load_dataset("json" if kind == ".jsonl" else "csv",
+                                 data_files={k: str(v) for k, v in files.items()},
                                  **({"delimiter": "\t"} if kind == ".tsv" else {}))
     missing = set(task.fields + ("label",)) - set(data["train"].column_names)
     if missing:
-        raise PHFError(f"{name}: {files['train']} lacks the columns {sorted(missing)} (has {data['train'].column_names})")
+        raise PHFError(f"{name}: {files['train']} lacks the columns {sorted(missing)} "
+                       f"(has {data['train'].column_names})")
     return data
 
 
@@ -93,7 +96,7 @@ def finetune_glue(loaded, model_dir: Path, name: str, folder: str | Path | None,
     limit = context_window(loaded.model.config) - len(prefix)
 
     def encode(batch):
-        texts = ["\n".join(parts) for parts in zip(*(batch[f] for f in task.fields))]
+        texts = ["\n".join(parts) for parts in zip(*(batch[f] for f in task.fields), strict=True)]
         ids = tok(texts, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
         return {"input_ids": [prefix + i for i in ids], "attention_mask": [[1] * (len(prefix) + len(i)) for i in ids],
                 "labels": [float(v) for v in batch["label"]] if task.num_labels == 1 else batch["label"]}

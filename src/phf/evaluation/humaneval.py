@@ -81,10 +81,10 @@ def _check(problem: dict, completion: str, timeout: float) -> str:
 def execute(problems: list[dict], completions: list[list[str]], timeout: float = 3.0,
             workers: int | None = None) -> list[list[str]]:
     """The harness's verdict ("passed", "failed: ...", "timed out") of every completion of every problem."""
-    jobs = [(p, c) for p, cs in zip(problems, completions) for c in cs]
+    jobs = [(p, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
     with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_executor, initargs=(os.getpid(),)) as pool:
-        verdicts = iter(list(pool.map(_check, *zip(*jobs), [timeout] * len(jobs))) if jobs else [])
+        verdicts = iter(list(pool.map(_check, *zip(*jobs, strict=True), [timeout] * len(jobs))) if jobs else [])
     return [[next(verdicts) for _ in cs] for cs in completions]
 
 
@@ -106,9 +106,9 @@ def humaneval(loaded, sampling: SamplingConfig, n: int, ks: list[int], problems:
     correct = [sum(v == "passed" for v in vs) for vs in verdicts]
     if out_dir is not None:
         with (Path(out_dir) / "humaneval.jsonl").open("w") as f:
-            for problem, cs, vs in zip(problems, completions, verdicts):
+            for problem, cs, vs in zip(problems, completions, verdicts, strict=True):
                 f.writelines(json.dumps({"task_id": problem["task_id"], "completion": c, "result": v}) + "\n"
-                             for c, v in zip(cs, vs))
+                             for c, v in zip(cs, vs, strict=True))
     return {**{f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for c in correct])) for k in ks},
-            "problems": len(problems), "prompts_cut": cut, "samples_per_problem": n, "temperature": sampling.temperature,
-            "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens}
+            "problems": len(problems), "prompts_cut": cut, "samples_per_problem": n,
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens}

@@ -65,7 +65,8 @@ def task_config(name: str, path: str | Path | None, folder: Path) -> str:
     if entry is None or entry.yaml_path is None:
         raise PHFError(f"{name!r} is not a task of lm-evaluation-harness defined by a YAML file")
     local = {"include": str(entry.yaml_path), "task": f"{name}_local", "tag": [], "dataset_path": "json",
-             "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(path.resolve())}}, "test_split": "test"}
+             "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(path.resolve())}},
+             "test_split": "test"}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}_local.yaml").write_text(yaml.safe_dump(local, sort_keys=False))
     return str(folder / f"{name}_local.yaml")

@@ -12,7 +12,8 @@ __all__ = ["LanguageModel", "TextLogProb", "LMError", "LocalLM", "OpenAICompatib
 REMOTE = "openai:"
 
 
-def load_lm(spec: str, api_key_env: str = "OPENAI_API_KEY", guidance: float = 0.0, tags: str = "aligned") -> LanguageModel:
+def load_lm(spec: str, api_key_env: str = "OPENAI_API_KEY", guidance: float = 0.0,
+            tags: str = "aligned") -> LanguageModel:
     """`openai:MODEL@BASE_URL` (e.g. openai:llama-3-8b@http://127.0.0.1:8000/v1): a model behind an
     OpenAI-compatible server, its API key read from `api_key_env` if set; anything else: a local model
     folder (phf or Hugging Face) or a hub name. `guidance` and `tags`: how a conditional phf model is sampled

@@ -65,7 +65,8 @@ class LocalLM(LanguageModel):
         if guidance and not self.loaded.conditional:
             raise PHFError(f"{model}: guidance contrasts control tokens; it needs a conditionally trained phf model")
         if guidance and tags != "aligned":
-            raise PHFError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
+            raise PHFError("sampling.guidance contrasts the aligned tags with the worst: "
+                           "it needs sampling.tags=aligned")
         if self.window <= len(self.context):
             raise PHFError(f"{model}: a context window of {self.window} tokens leaves no room for text")
 
@@ -138,8 +139,8 @@ class LocalLM(LanguageModel):
         """log p of texts given as their segments, as a conditional model is sampled: its aligned tags before every
         segment, placed as training placed them (`phf.data.packing.tag_segments`), and not counted."""
         if not self.loaded.conditional or self.guidance or self.tags != "aligned":
-            raise ValueError(f"{self.name}: the deployed log-likelihood is that of a conditional model sampled with its "
-                             "aligned tags, unguided")
+            raise ValueError(f"{self.name}: the deployed log-likelihood is that of a conditional model sampled "
+                             "with its aligned tags, unguided")
         tags, control = self.loaded.control("aligned"), set(self.loaded.control("all"))
         sequences = [tag_segments([self.tokenize(s)[0] for s in segments], [tags] * len(segments),
                                   self.loaded.line_ends())[0] for segments in segmented]

@@ -1,7 +1,7 @@
 """Batched sampling with a KV cache, each token drawn by `phf.sampling.nucleus`. A conditional model starts every
 sample (and every line of a prompt) from its aligned control tokens, may never emit another level's token, and has
-its control tokens stripped from the text (docs/method.md, objective 3); with `sampling.guidance`, it is also steered away
-from its worst level."""
+its control tokens stripped from the text (docs/method.md, objective 3); with `sampling.guidance`, it is also
+steered away from its worst level."""
 
 from __future__ import annotations
 
@@ -162,7 +162,8 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
         # transformers adds no warper of its own (not even from the model's generation_config).
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
                              logits_processor=LogitsProcessorList([*processors, sampler]),
-                             max_new_tokens=cfg.max_new_tokens, min_new_tokens=min(cfg.min_new_tokens, cfg.max_new_tokens),
+                             max_new_tokens=cfg.max_new_tokens,
+                             min_new_tokens=min(cfg.min_new_tokens, cfg.max_new_tokens),
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, use_cache=True)
         width = input_ids.shape[1]
         for row in out[:, width:].tolist():

@@ -48,5 +48,5 @@ def get_attribute_scorers(cfg) -> dict[str, Scorer]:
             for name in cfg.attributes}
 
 
-__all__ = ["ScoredDocument", "Scorer", "ScorerFailed", "ScorerUnavailable", "SegmentScorer", "Segmenter", "UnscorableDocument",
-           "get_attribute_scorers", "get_scorer"]
+__all__ = ["ScoredDocument", "Scorer", "ScorerFailed", "ScorerUnavailable", "SegmentScorer", "Segmenter",
+           "UnscorableDocument", "get_attribute_scorers", "get_scorer"]

@@ -36,7 +36,8 @@ class PEP8Scorer(Scorer):
     name = "pep8"
 
     def __init__(self):
-        self.options = pycodestyle.StyleGuide(quiet=True).options  # defaults: ignores E121,E123,E126,E226,E24,E704,W503,W504
+        # defaults: ignores E121,E123,E126,E226,E24,E704,W503,W504
+        self.options = pycodestyle.StyleGuide(quiet=True).options
 
     def violations(self, lines: list[str]) -> list[tuple[int, str]]:
         report = _CollectingReport(self.options)
@@ -54,7 +55,7 @@ class PEP8Scorer(Scorer):
                 raise UnscorableDocument(f"pycodestyle cannot tokenize it ({code} at line {line_number})")
             # W391/W292 may point one past the last line: they belong to the last line.
             counts[min(max(line_number, 1), len(segments)) - 1] += 1
-        return segments, [count / len(line) for count, line in zip(counts, segments)]
+        return segments, [count / len(line) for count, line in zip(counts, segments, strict=True)]
 
     def score_documents(self, documents: list[str]) -> list[ScoredDocument]:
         out = []
@@ -79,7 +80,8 @@ class PEP8Scorer(Scorer):
         return [self.score_text(t) for t in texts]
 
     def causes(self, texts: list[str]) -> list[Counter]:
-        """Each text's violations by pycodestyle code (E901: it does not tokenize); none for one pycodestyle crashes on."""
+        """Each text's violations by pycodestyle code (E901: it does not tokenize); none for one pycodestyle
+        crashes on."""
         out = []
         for text in texts:
             try:

@@ -128,11 +128,11 @@ class SpacyNameDetector(Detector):
         yield from self.iter_filth_documents([text], [document_name])
 
     def iter_filth_documents(self, document_list: Sequence[str], document_names: Sequence) -> Iterator[Filth]:
-        cut = [(name, offset, piece) for text, name in zip(document_list, document_names)
+        cut = [(name, offset, piece) for text, name in zip(document_list, document_names, strict=True)
                for offset, piece in pieces(text, NER_PIECE_CHARS)]
         for batch in _batches(cut, self.batch_size, NER_BATCH_CHARS):
             docs = self.nlp.pipe([piece for _, _, piece in batch], batch_size=len(batch))
-            for (name, offset, _), doc in zip(batch, docs):
+            for (name, offset, _), doc in zip(batch, docs, strict=True):
                 for ent in doc.ents:
                     if ent.label_ == "PERSON":
                         yield self.filth_cls(beg=offset + ent.start_char, end=offset + ent.end_char, text=ent.text,
@@ -184,7 +184,7 @@ class PIIScorer(SegmentScorer):
         return [merge_overlaps(filth for filth in filths if filth.is_valid()) for filths in found]
 
     def score_segments(self, texts: list[str]) -> list[float]:
-        return [len(items) / len(text) if text else 0.0 for text, items in zip(texts, self.find(texts))]
+        return [len(items) / len(text) if text else 0.0 for text, items in zip(texts, self.find(texts), strict=True)]
 
     def causes(self, texts: list[str]) -> list[Counter]:
         """Each text's PII items by kind (scrubadub's filth types: email, phone, name, ...); an item several

@@ -86,4 +86,4 @@ def sentences_of(text: str, doc) -> list[str]:
         if cuts[-1:] != [cut] and cut < len(text):
             cuts.append(cut)
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])] if text else [text]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)] if text else [text]

@@ -112,7 +112,8 @@ def load_detoxify(model: str):
     hub = "the tokenizer and config of its base model from the Hugging Face hub into the hub's cache"
     if model in DETOXIFY_MODELS:
         # Detoxify keeps its checkpoint URLs in the module that defines the class.
-        url = getattr(inspect.getmodule(Detoxify), "MODEL_URLS", {}).get(model, "a GitHub release of unitaryai/detoxify")
+        url = getattr(inspect.getmodule(Detoxify), "MODEL_URLS", {}).get(
+            model, "a GitHub release of unitaryai/detoxify")
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         fetched = f"its {model!r} checkpoint from {url} into torch hub's cache ({cache}), and {hub}"
         elsewhere = f"put that file in {cache} or set scorer.model=/path/to.ckpt"

@@ -22,7 +22,8 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
             raise PHFError(f"cannot load model {cfg.init_from!r}: {str(e).splitlines()[0]}") from None
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             # New rows (the control tokens) start at the mean of the old embeddings plus tiny noise
-            # (transformers' mean_resizing: N(mean, 1e-9 * covariance)), not at random scale (docs/method.md, objective 3).
+            # (transformers' mean_resizing: N(mean, 1e-9 * covariance)), not at random scale
+            # (docs/method.md, objective 3).
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         return model
     if cfg.n_embd % cfg.n_head:

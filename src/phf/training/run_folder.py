@@ -74,7 +74,8 @@ def differing_settings(cfg: Config, run_dir: Path) -> dict[str, tuple]:
         return {}
     # Read through build_config: fields added to phf since then take their defaults.
     saved, new = training_settings(build_config(saved_config(path))), training_settings(cfg)
-    return {key: (saved.get(key), new.get(key)) for key in dict.fromkeys([*saved, *new]) if saved.get(key) != new.get(key)}
+    return {key: (saved.get(key), new.get(key)) for key in dict.fromkeys([*saved, *new])
+            if saved.get(key) != new.get(key)}
 
 
 def check_same_training(cfg: Config, run_dir: Path) -> None:

@@ -56,7 +56,7 @@ class PHFTrainer(Trainer):
                 # Each process saw its own share of the batch; every process logs here at the same
                 # step (the Trainer has just gathered the loss), so the collective cannot hang.
                 mean = self.accelerator.reduce(torch.tensor(list(means.values()), device=self.args.device), "mean")
-                means = dict(zip(means, mean.tolist()))
+                means = dict(zip(means, mean.tolist(), strict=True))
             logs.update(means)
             step, now = self.state.global_step, time.perf_counter()
             logs["num_tokens"] = self.tokens_already + step * self.tokens_per_step
