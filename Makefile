@@ -37,7 +37,7 @@ beyond: $(BIN)/phf
 		training.num_tokens=1000000 evaluation.num_samples=1024 evaluation.kl_samples=128
 
 # The toxicity and PII tasks, all six objectives, 1M tokens each, on corpora built offline from the
-# Davidson tweets (../shared/data) and Python's documentation prose (benchmarks/corpora.py).
+# Davidson tweets (shipped in benchmarks/data/davidson/) and Python's documentation prose (benchmarks/corpora.py).
 runs/corpora/toxicity.jsonl: $(BIN)/phf benchmarks/corpora.py
 	$(BIN)/python benchmarks/corpora.py --out runs/corpora
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from phf.data.corpus import Corpus
 
-DAVIDSON = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "toxicity" / "davidson_labeled.csv"
+DAVIDSON = Path(__file__).resolve().parent / "data" / "davidson" / "labeled_data.csv"  # shipped, MIT (its README)
 LABELS = {"0": "hate", "1": "offensive", "2": "neither"}
 
 
@@ -77,7 +77,8 @@ def pii_sentence(fake, rng: random.Random) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/corpora"))
-    parser.add_argument("--davidson", type=Path, default=DAVIDSON, help="davidson_labeled.csv")
+    parser.add_argument("--davidson", type=Path, default=DAVIDSON,
+                        help="Davidson et al.'s labeled_data.csv (default: the shipped copy)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from faker import Faker

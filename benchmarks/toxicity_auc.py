@@ -32,7 +32,7 @@ from phf.scorers import Segmenter, get_scorer
 sys.path.insert(0, str(Path(__file__).parent))
 from corpora import prose  # noqa: E402  (the benchmarks folder is not a package)
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "toxicity" / "davidson_labeled.csv"
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "davidson" / "labeled_data.csv"  # shipped, MIT (its README)
 
 CONTAMINATION = ("alt-profanity-check was trained on data that includes this very dataset (Davidson et al.), "
                  "so its AUC here is contaminated: optimistic, not an estimate of its accuracy on new text.")
