@@ -31,7 +31,7 @@ print(json.dumps({"configs": str(CONFIG_DIR), "files": sorted(str(p.relative_to(
 """
 
 
-def test_the_wheel_ships_every_file_phf_reads(tmp_path):
+def test_the_wheel_ships_every_file_phf_reads(tmp_path, tiny_mle_model):
     source = tmp_path / "source"  # a copy, so that building leaves no build/ or egg-info in the checkout
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -48,3 +48,10 @@ def test_the_wheel_ships_every_file_phf_reads(tmp_path):
     result = json.loads(out.stdout)
     assert result["configs"].startswith(str(tmp_path / "site")), result["configs"]  # the wheel, not the checkout
     assert result["files"] == SHIPPED
+    # and `phf redteam` runs from it: the task's redteam.txt and prompts.jsonl, read from the installed package
+    redteam = subprocess.run([sys.executable, "-m", "phf.cli", "redteam", "--model", str(tiny_mle_model), "--output",
+                              str(tmp_path / "redteam"), "redteam.rounds=1", "redteam.new_prompts_per_round=2",
+                              "redteam.continuations_per_prompt=1", "redteam.red_max_new_tokens=16"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert redteam.returncode == 0, redteam.stderr
+    assert json.loads((tmp_path / "redteam" / "redteam.json").read_text())["rounds"]
