@@ -50,3 +50,37 @@ def test_sampling_and_local_models_do_not_load_the_trainer():
             "('transformers.trainer', 'phf.training.train', 'accelerate')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_saved_model_folder_has_a_card_whose_snippet_samples_it_as_deployed(data_dir, tmp_path):
+    """The card (README.md) says what was trained and how to sample it without phf; its snippet runs as it is,
+    starts from the aligned tag and never writes a control token; `phf evaluate` adds the figures."""
+    import re
+
+    from phf.evaluation.evaluate import evaluate
+    from phf.training.train import train
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config("conditional", "sampling.max_new_tokens=12", "sampling.min_new_tokens=4")
+    model_dir = train(cfg, data_dir, tmp_path / "run")
+    folders = [model_dir, *sorted((tmp_path / "run").glob("checkpoint-*"))]
+    assert len(folders) > 1
+    for folder in folders:
+        card = (folder / "README.md").read_text()
+        assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation\n")
+        assert "| objective | conditional (threshold 0.0, drop_token_fraction 0.1" in card
+        assert f"| tokens seen | {json.loads((folder / INFO_FILE).read_text())['tokens_seen']:,} |" in card
+        assert "never sampled" in card and "## Evaluation" not in card
+    card = (model_dir / "README.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert "['<|endoftext|>', '<|aligned|>']" in snippet and "suppress_tokens=tokenizer.convert_tokens_to_ids(['<|mis" \
+        in snippet
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=tmp_path.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() and "<|" not in out.stdout
+    evaluate(model_dir, cfg, tmp_path / "elsewhere", data_dir)  # another folder's evaluation: the card is kept
+    assert "## Evaluation" not in (model_dir / "README.md").read_text()
+    metrics = evaluate(model_dir, cfg, tmp_path / "run" / "eval", data_dir)
+    card = (model_dir / "README.md").read_text()
+    assert f"| misalignment mean ± s.e. | {metrics['unconditional']['mean']:.5f} ±" in card
+    assert f"| held-out loss (deployed) | {metrics['heldout_loss_deployed']:.4f} |" in card

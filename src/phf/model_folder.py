@@ -46,6 +46,8 @@ class ModelInfo:
     init_from: str | None = None  # the model it was finetuned from
     control_tokens: ControlTokens | None = None  # a conditional model's
     tokens_seen: int | None = None  # init_from's included; None: not known (not trained by phf)
+    settings: dict = field(default_factory=dict)  # the objective's settings (objective.*, less its name)
+    corpus: str | None = None  # data.corpus
     extra: dict = field(default_factory=dict, compare=False)  # keys of later phf versions, kept on rewrite
 
     @property
@@ -72,8 +74,8 @@ class ModelInfo:
         try:
             raw = json.loads(path.read_text())
             tokens = raw.pop("control_tokens", None)
-            known = {k: raw.pop(k) for k in ("objective", "scorer", "conditional", "init_from", "tokens_seen")
-                     if k in raw}
+            known = {k: raw.pop(k) for k in ("objective", "scorer", "conditional", "init_from", "tokens_seen",
+                                             "settings", "corpus") if k in raw}
             return cls(**known, control_tokens=ControlTokens(**tokens) if tokens else None, extra=raw)
         except (ValueError, TypeError, AttributeError) as e:
             raise PHFError(f"{path} is not a phf model record ({e}); it says how the model was trained: "

@@ -18,6 +18,7 @@ from phf.evaluation.kl import kl_from_reference
 from phf.evaluation.metrics import misalignment
 from phf.evaluation.prompts import heldout_signatures
 from phf.lm import LocalLM, load_lm
+from phf.model_card import write_card
 from phf.sampling.generate import load_model, read_prompts, sample
 from phf.scorers import Segmenter, get_attribute_scorers, get_scorer
 
@@ -133,6 +134,8 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     if ev.kl_reference:
         metrics.update(kl_capability(model_dir, cfg, kl_cache_dir or Path(data_dir or out_dir) / "kl-cache"))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if loaded.info.objective and Path(out_dir).resolve() == (Path(model_dir).parent / "eval").resolve():
+        write_card(model_dir, loaded.info, cfg.sampling, metrics)  # the run's own evaluation: the card shows it
     with (out_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     with (out_dir / "samples.csv").open("w", newline="") as f:  # one more column per attribute: <name>_score

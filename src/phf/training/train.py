@@ -17,6 +17,7 @@ from phf.data.packing import PackedBlocks
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.errors import PHFError
 from phf.evaluation.curve import MisalignmentCurve
+from phf.model_card import write_card
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
 from phf.objectives import build_objective, method_of
 from phf.training import run_folder
@@ -96,14 +97,18 @@ def whole_batches(blocks: PackedBlocks, batch_size: int) -> torch.utils.data.Dat
 
 
 class InfoWriter(TrainerCallback):
-    """Writes phf.json into every checkpoint, so a checkpoint can be sampled, evaluated or finetuned from
-    (`model.init_from`) knowing its objective and how many tokens it has seen."""
+    """Writes the model card and phf.json (last: it marks the folder complete) into every checkpoint, so a
+    checkpoint can be sampled, evaluated or finetuned from (`model.init_from`) knowing its objective and how many
+    tokens it has seen."""
 
-    def __init__(self, info: ModelInfo, tokens_already: int, tokens_per_step: int):
+    def __init__(self, info: ModelInfo, tokens_already: int, tokens_per_step: int, sampling):
         self.info, self.tokens_already, self.tokens_per_step = info, tokens_already, tokens_per_step
+        self.sampling = sampling  # how the card says to sample the model
 
     def write(self, folder: Path, step: int) -> None:
-        self.info.seen(self.tokens_already + step * self.tokens_per_step).write(folder)
+        info = self.info.seen(self.tokens_already + step * self.tokens_per_step)
+        write_card(folder, info, self.sampling)
+        info.write(folder)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -173,7 +178,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
               f"{args.per_device_train_batch_size} sequences x {args.gradient_accumulation_steps} accumulation steps")
     conditional = method_of(cfg).conditional
     info = InfoWriter(ModelInfo(cfg.objective.name, cfg.scorer.name, conditional, cfg.model.init_from,
-                                control_info(cfg) if conditional else None), tokens_already, tokens_per_step)
+                                control_info(cfg) if conditional else None,
+                                settings=cfg.objective.model_dump(exclude={"name"}), corpus=cfg.data.corpus),
+                      tokens_already, tokens_per_step, cfg.sampling)
     if main and checkpoint and not has_model(checkpoint):  # stopped between the Trainer's save and ours
         info.write(checkpoint, run_folder.step_of(checkpoint))
     trainer = PHFTrainer(
