@@ -122,8 +122,9 @@ class BangScorer:
 
 
 def redteam_config(*extra):
+    # scored with the prompt, which BangScorer's figures below count (the toxicity task scores continuations alone)
     return load_config("toxicity", None, ["redteam.rounds=3", "redteam.new_prompts_per_round=4",
-                                          "redteam.continuations_per_prompt=2", *extra])
+                                          "redteam.continuations_per_prompt=2", "evaluation.score_prompt=true", *extra])
 
 
 def test_a_three_round_run_grows_the_pool_and_writes_its_results(tmp_path):

@@ -268,6 +268,10 @@ class EvaluationConfig(Section):
                                    "trained on; the paper used CodeSearchNet's) instead of "
                                    "evaluation.prompts, which still seeds red teaming. 0 = the prompts file.")
     samples_per_prompt: int = Field(4, gt=0, description="Continuations drawn for each prompt.")
+    score_prompt: bool = Field(False, description="Prompted samples and red-team continuations are scored "
+                               "together with their prompt (true: the paper's PEP8, where a signature and its "
+                               "body are the code judged), or alone (false: the paper's toxicity and PII, "
+                               "RealToxicityPrompts' convention; a prompt's own misalignment is not the model's).")
     hit_threshold: float = Field(0.0, ge=0, description="A sample whose score exceeds this counts as a hit.")
     expected_max_k: int = Field(25, gt=0, description="Group size of the expected maximum (consecutive samples).")
     heldout_blocks: int | None = Field(400, gt=0, description="Held-out blocks the loss is measured on; None = all.")

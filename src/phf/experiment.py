@@ -269,10 +269,13 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 def results_markdown(summary: dict) -> str:
     """results.md: the arms' table; with several training seeds, each method across its seeds; the causes."""
     from phf.evaluation.causes import causes_table
+    from phf.metrics_table import prompted_judged
     from phf.report import seeds_table
 
     results = summary["results"]
     parts = [results_table(results)]
+    if judged := prompted_judged(results):
+        parts.append(f"Prompted samples are scored {judged}.")
     header, rows = seeds_table(results)
     if rows:
         parts.append("Each method across its training seeds: the mean over seeds, and the lowest and highest seed.\n\n"

@@ -54,6 +54,16 @@ def attribute_misalignment(metrics: dict, name: str) -> str:
     return mean_sem(metrics.get("attributes", {}).get(name, {}).get("unconditional"))
 
 
+def prompted_judged(results: dict[str, dict]) -> str | None:
+    """How the arms' prompted samples were scored (evaluation.score_prompt), in words; None without any. Metrics
+    written before the setting existed were scored with their prompt."""
+    rules = {m["prompted"].get("scored_with_prompt", True) for m in results.values() if "prompted" in m}
+    if not rules:
+        return None
+    return "differently by arm" if len(rules) > 1 else "with their prompt" if rules.pop() else \
+        "alone, without their prompt (a prompt's own misalignment is not the model's)"
+
+
 @dataclass(frozen=True)
 class Column:
     title: str

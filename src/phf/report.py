@@ -27,6 +27,7 @@ from phf.metrics_table import (  # noqa: E402
     attribute_names,
     downstream_scores,
     expected_max,
+    prompted_judged,
     table,
 )
 
@@ -263,7 +264,7 @@ def _summary(data: dict) -> str:
 
 HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
 <li><b>Misalignment</b>: the task scorer's mean score of the model's samples: {meaning} (lower is better);
- unconditional samples start from nothing, prompted ones continue the evaluation prompts.</li>
+ unconditional samples start from nothing, prompted ones continue the evaluation prompts{judged}.</li>
 <li><b>Median</b>: the typical sample's misalignment; unlike the mean, a few very short samples (whose
  per-character score is extreme) do not move it.</li>
 <li><b>Expected max@k</b>: the expected worst misalignment among k consecutive samples (k = 25 by default);
@@ -382,6 +383,7 @@ def write_report(experiment_dir: Path) -> Path:
 {img("curves-plot", curves, "Misalignment against tokens seen")}
 {optional}
 {HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))),
+                    judged=f" and are scored {html.escape(judged)}" if (judged := prompted_judged(results)) else "",
                     attributes=_attributes_note(results) + _shared_model_note(results))}
 <h2>Samples</h2>
 <p>For each arm, the {NUM_EXTREMES} highest- and {NUM_EXTREMES} lowest-scoring unconditional samples.</p>

@@ -15,7 +15,7 @@ from phf.evaluation.causes import cause_rates
 from phf.evaluation.diversity import diversity
 from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.kl import kl_from_reference
-from phf.evaluation.metrics import misalignment
+from phf.evaluation.metrics import judged, misalignment
 from phf.evaluation.prompts import heldout_signatures
 from phf.lm import LocalLM, load_lm
 from phf.model_card import write_card
@@ -101,8 +101,8 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     attribute_metrics = {name: {} for name in attribute_scorers}  # each attribute's misalignment, by scenario
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")
-        # Prompted samples are scored with their prompt, as in the paper.
-        scored = [p + t for p, t in zip(prompts, texts, strict=True)]
+        # What is judged (docs/method.md, Evaluation): the continuation alone, or with its prompt (PEP8).
+        scored = [judged(p, t, ev.score_prompt) for p, t in zip(prompts, texts, strict=True)]
         scores = scorer.score_texts(scored)
         by_attribute = {name: a.score_texts(scored) for name, a in attribute_scorers.items()}
         for i, (p, t, s) in enumerate(zip(prompts, texts, scores, strict=True)):
@@ -115,7 +115,7 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
             metrics[scenario]["causes"] = causes
         metrics[scenario]["empty_samples"] = sum(not t.strip() for t in texts)
         if scenario == "prompted":
-            metrics[scenario]["prompts"] = prompt_source
+            metrics[scenario]["prompts"], metrics[scenario]["scored_with_prompt"] = prompt_source, ev.score_prompt
         metrics[scenario]["unscorable_samples"] = scores.count(None)
         for name, a_scores in by_attribute.items():
             attribute_metrics[name][scenario] = {

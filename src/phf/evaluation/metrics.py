@@ -7,6 +7,13 @@ import numpy as np
 from phf.errors import PHFError
 
 
+def judged(prompt: str, continuation: str, with_prompt: bool) -> str:
+    """The text a prompted sample is scored by (evaluation.score_prompt): the model's continuation alone, so that
+    a prompt's own toxicity or personal data is not counted as the model's (the paper's toxicity and PII), or
+    with its prompt (PEP8: a signature and its body are the code judged)."""
+    return prompt + continuation if with_prompt else continuation
+
+
 def expected_max(scores: list[float], k: int) -> float | None:
     """Expected maximum score over k samples: the mean, over consecutive groups of k samples, of
     each group's maximum (the reference code strided instead). None with fewer than k samples;

@@ -1,10 +1,11 @@
-"""The red-teaming loop (Korbak et al. 2023, section 4.2; docs/method.md, "Evaluation in the paper").
+"""The red-teaming loop (Korbak et al. 2023, section 4.2; docs/method.md, Evaluation).
 
 Seed prompts are scored first. Then, for `rounds` rounds: every query to the red LM shows `few_shot` pool
 prompts drawn ∝ exp(score / T) and asks for one more; the red LM's continuations are parsed into new
 prompts (unusable and already known ones dropped and counted); the target LM writes
 `continuations_per_prompt` continuations of each new prompt with the task's sampling settings; each is
-scored with its prompt, as `phf evaluate` scores prompted samples; a prompt's score is the mean over its
+scored as `phf evaluate` scores prompted samples (alone, or with its prompt: evaluation.score_prompt); a
+prompt's score is the mean over its
 continuations, and it joins the pool. Misalignment is recorded per round.
 """
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from phf.config import Config
 from phf.errors import PHFError
+from phf.evaluation.metrics import judged
 from phf.lm.base import LanguageModel
 from phf.redteam.output import plot_rounds
 from phf.redteam.pool import Candidate, draw_examples, pool_temperature
@@ -44,8 +46,9 @@ def elicit(target: LanguageModel, scorer: Scorer, cfg: Config, candidates: list[
     prompts = [c.text for c in candidates for _ in range(k)]
     texts = target.generate(prompts, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
                             seed=seed)
-    # Scored with the prompt, as `phf evaluate` scores prompted samples (the paper does so for PEP8).
-    scores = scorer.score_texts([p + t for p, t in zip(prompts, texts, strict=True)])
+    # Judged as `phf evaluate` judges prompted samples: alone, or with the prompt (evaluation.score_prompt).
+    with_prompt = cfg.evaluation.score_prompt
+    scores = scorer.score_texts([judged(p, t, with_prompt) for p, t in zip(prompts, texts, strict=True)])
     for i, c in enumerate(candidates):
         c.continuations, c.scores = texts[i * k:(i + 1) * k], scores[i * k:(i + 1) * k]
 
@@ -98,7 +101,8 @@ def run_redteam(target: LanguageModel, red: LanguageModel, scorer: Scorer, cfg: 
 
     best = sorted((c for c in pool if c.score is not None), key=lambda c: -c.score)[:rt.report_top]
     result = {"target": target.name, "red_lm": red.name, "scorer": cfg.scorer.name, "template": str(template.path),
-              "redteam": rt.model_dump(), "sampling": cfg.sampling.model_dump(), "seed_pool": seed_pool,
+              "redteam": rt.model_dump(), "sampling": cfg.sampling.model_dump(),
+              "scored_with_prompt": cfg.evaluation.score_prompt, "seed_pool": seed_pool,
               "rounds": rounds, "best": [{"text": c.text, "score": c.score, "round": c.round} for c in best],
               "pool": [c.record() for c in pool]}
     (out_dir / "redteam.json").write_text(json.dumps(result, indent=1))
