@@ -81,3 +81,25 @@ def test_results_and_report_say_how_prompted_samples_were_scored(tmp_path):
     (root / "results.json").write_text(json.dumps(data))
     assert "Prompted samples are scored alone, without their prompt" in results_markdown(data)
     assert "are scored alone, without their prompt" in write_report(root).read_text()
+
+
+def test_prompts_from_a_dataset_in_realtoxicityprompts_layout(tmp_path):
+    """evaluation.prompts may name a dataset (the hub for users online; here a local folder in the hub dataset's
+    layout): the prompt at a nested field, only the records a boolean field marks (the challenging subset)."""
+    from phf.errors import PHFError
+    from phf.evaluation.prompts import task_prompts
+
+    folder = tmp_path / "rtp"
+    folder.mkdir()
+    records = [{"prompt": {"text": f"Prompt {i}", "toxicity": i / 10}, "challenging": i % 2 == 0} for i in range(6)]
+    (folder / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rtp = ["evaluation.prompt_field=prompt.text", "evaluation.prompt_filter=challenging"]
+    cfg = load_config("toxicity", None, [f"evaluation.prompts={folder}", *rtp])
+    assert task_prompts(cfg.evaluation) == ["Prompt 0", "Prompt 2", "Prompt 4"]
+    assert cfg.redteam.template.endswith("toxicity/redteam.txt")  # the task's own template, whatever the prompts
+    words = load_config("toxicity", None, [f"evaluation.prompts={folder}", "evaluation.prompt_field=prompt.words"])
+    with pytest.raises(PHFError, match="record 0 has no text at evaluation.prompt_field='prompt.words'"):
+        task_prompts(words.evaluation)
+    missing = tmp_path / "missing"  # (a folder: a hub name would be looked up online)
+    with pytest.raises(PHFError, match=f"'{missing}' is not a .jsonl file, and reading it as a dataset failed"):
+        task_prompts(load_config("toxicity", None, [f"evaluation.prompts={missing}"]).evaluation)

@@ -154,6 +154,7 @@ def cmd_evaluate(a) -> None:
 
 
 def cmd_redteam(a) -> None:
+    from phf.evaluation.prompts import task_prompts
     from phf.lm import load_lm
     from phf.redteam import Template, format_table, run_redteam, template_path
     from phf.sampling.generate import read_prompts
@@ -163,7 +164,7 @@ def cmd_redteam(a) -> None:
     Template.load(template_path(cfg))  # a bad template is reported before any model is loaded
     if not (a.prompts or cfg.evaluation.prompts):
         raise PHFError("no seed prompts: pass --prompts FILE or set evaluation.prompts")
-    seeds = read_prompts(a.prompts or cfg.evaluation.prompts)
+    seeds = read_prompts(a.prompts) if a.prompts else task_prompts(cfg.evaluation)
     target = load_lm(a.model, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)  # sampled as configured
     red = load_lm(cfg.redteam.red_lm) if cfg.redteam.red_lm else target
     output = a.output or (Path(a.model).parent / "redteam" if Path(a.model).exists() else Path("runs/redteam"))

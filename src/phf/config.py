@@ -261,8 +261,17 @@ class SamplingConfig(Section):
 
 class EvaluationConfig(Section):
     num_samples: int = Field(256, gt=0, description="Unconditional samples scored.")
-    prompts: str | None = Field(None, description="JSONL file of prompts ({'text': ...} per "
-                                "line); a relative path is relative to the YAML that set it.")
+    prompts: str | None = Field(None, description="Prompts of the prompted scenario and the red team's seeds: "
+                                "a .jsonl file ({'text': ...} per line; a relative path is relative to the YAML "
+                                "that set it), or a dataset: a Hugging Face hub name (users online) or a local "
+                                "folder of data files, read with prompt_field, prompt_filter and prompt_split "
+                                "(RealToxicityPrompts' challenging subset: allenai/real-toxicity-prompts, "
+                                "prompt.text, challenging).")
+    prompt_field: str = Field("text", description="A prompts dataset's field holding the prompt; dots reach "
+                              "into nested records (RealToxicityPrompts: prompt.text).")
+    prompt_filter: str | None = Field(None, description="A prompts dataset's field that must be true for a record "
+                                      "to be used (RealToxicityPrompts: challenging). None = every record.")
+    prompt_split: str = Field("train", description="The split of a prompts dataset that is read.")
     signature_prompts: int = Field(0, ge=0, description="Code tasks: the prompted scenario's prompts are "
                                    "this many function signatures drawn from the held-out split (never "
                                    "trained on; the paper used CodeSearchNet's) instead of "
@@ -343,8 +352,9 @@ class RedTeamConfig(Section):
                              "mass of the red LM (paper's reference code: 1).")
     template: str | None = Field(None, description="Text file of the red LM's instruction, ending in "
                                  "{numbered_list} or {python_signatures} where the examples go (a "
-                                 "relative path is relative to the working directory). None = redteam.txt "
-                                 "beside the task's evaluation.prompts (the shipped task's folder).")
+                                 "relative path is relative to the YAML that set it, or to the working "
+                                 "directory when set on the command line). None = redteam.txt beside the "
+                                 "task's evaluation.prompts file.")
     report_top: int = Field(10, gt=0, description="Best prompts listed in redteam.json.")
     seed: int = Field(0, description="Seed of the few-shot draws and of both LMs' sampling.")
 
@@ -414,10 +424,17 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
-    prompts = (data.get("evaluation") or {}).get("prompts")
-    if prompts and not Path(prompts).is_absolute():
-        data["evaluation"]["prompts"] = str((path.parent / prompts).resolve())
+    # Files a recipe names are found beside it; a prompts dataset is a name, not a path.
+    for section, key in (("evaluation", "prompts"), ("redteam", "template")):
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (key == "template" or is_prompt_file(value)):
+            data[section][key] = str((path.parent / value).resolve())
     return data
+
+
+def is_prompt_file(prompts: str) -> bool:
+    """evaluation.prompts names a JSONL file (else a dataset: a hub name or a folder of data files)."""
+    return prompts.endswith(".jsonl")
 
 
 def merge(base: dict, update: dict) -> dict:

@@ -171,21 +171,22 @@ def train_reference(cfg: Config, data_dir: Path, run_dir: Path) -> Path:
 def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | None = None) -> dict:
     """Red-team one arm's model with the shared red LM (reused when done with the same settings); returns
     the per-round summary the report plots."""
+    from phf.evaluation.prompts import task_prompts
     from phf.lm import LocalLM, load_lm
     from phf.redteam import run_redteam
-    from phf.sampling.generate import read_prompts
     from phf.scorers import get_scorer
 
     out = run_dir / "redteam"
     done = out / "redteam.json"
-    settings = {"redteam": cfg.redteam.model_dump(), "sampling": cfg.sampling.model_dump(), "red_lm": red_spec}
+    settings = {"redteam": cfg.redteam.model_dump(), "sampling": cfg.sampling.model_dump(), "red_lm": red_spec,
+                "prompts": cfg.evaluation.prompts, "score_prompt": cfg.evaluation.score_prompt}
     if (done.exists() and (out / "settings.yaml").exists()
             and yaml.safe_load((out / "settings.yaml").read_text()) == settings):
         result = json.loads(done.read_text())
     else:
         target = LocalLM(model_dir or run_dir / MODEL_DIR, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
         red = load_lm(red_spec)
-        result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, read_prompts(cfg.evaluation.prompts), out)
+        result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, task_prompts(cfg.evaluation), out)
         (out / "settings.yaml").write_text(yaml.safe_dump(settings))
     return {"red_lm": result["red_lm"], "seed_pool_mean": result["seed_pool"]["pool_mean"],
             "round_mean": [r["round_mean"] for r in result["rounds"]],

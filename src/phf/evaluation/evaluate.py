@@ -16,10 +16,10 @@ from phf.evaluation.diversity import diversity
 from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.kl import kl_from_reference
 from phf.evaluation.metrics import judged, misalignment
-from phf.evaluation.prompts import heldout_signatures
+from phf.evaluation.prompts import heldout_signatures, task_prompts
 from phf.lm import LocalLM, load_lm
 from phf.model_card import write_card
-from phf.sampling.generate import load_model, read_prompts, sample
+from phf.sampling.generate import load_model, sample
 from phf.scorers import Segmenter, get_attribute_scorers, get_scorer
 
 
@@ -93,7 +93,7 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     elif ev.prompts:
         if ev.signature_prompts:
             print(f"no scored data folder to draw function signatures from: the prompts are {ev.prompts}")
-        prompts, prompt_source = read_prompts(ev.prompts), str(ev.prompts)
+        prompts, prompt_source = task_prompts(ev), str(ev.prompts)
     if prompts:
         scenarios["prompted"] = [p for p in prompts for _ in range(ev.samples_per_prompt)]
     records, metrics = [], {"model": str(model_dir), "objective": loaded.info.objective,

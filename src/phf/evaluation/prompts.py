@@ -1,8 +1,9 @@
-"""Prompts of the prompted scenario drawn from the held-out split, which no model trained on.
+"""Prompts of the prompted scenario and the red team's seeds: a task's prompts (a JSONL file, or a dataset such
+as RealToxicityPrompts' challenging subset), or, for code, function signatures of the held-out split.
 
 For code, the paper prompted with function signatures (CodeSearchNet's); any Python corpus has its own:
 every `def` statement of the held-out documents (decorators left out, the signature dedented to column 0,
-as a prompt starts a file), one prompt per distinct signature.
+as a prompt starts a file), one prompt per distinct signature, never trained on.
 """
 
 from __future__ import annotations
@@ -11,9 +12,39 @@ import random
 import textwrap
 from pathlib import Path
 
+from phf.config import EvaluationConfig, is_prompt_file
 from phf.data.scored import read_scored
 from phf.errors import PHFError
+from phf.sampling.generate import read_prompts
 from phf.scorers.segment import statements
+
+
+def task_prompts(ev: EvaluationConfig) -> list[str]:
+    """evaluation.prompts: the lines of a JSONL file, or the prompt_field of a dataset's records (of prompt_split,
+    those whose prompt_filter is true), a hub name streamed for users online or a local folder of data files."""
+    if is_prompt_file(ev.prompts):
+        return read_prompts(ev.prompts)
+    from datasets import load_dataset
+
+    try:
+        records = load_dataset(ev.prompts, split=ev.prompt_split, streaming=True)
+        prompts = []
+        for number, record in enumerate(records):
+            if ev.prompt_filter is not None and not record.get(ev.prompt_filter):
+                continue
+            value = record
+            for part in ev.prompt_field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if not isinstance(value, str):
+                raise PHFError(f"evaluation.prompts {ev.prompts!r}: record {number} has no text at "
+                               f"evaluation.prompt_field={ev.prompt_field!r}")
+            prompts.append(value)
+    except (OSError, ValueError, ConnectionError) as e:  # no such dataset or split; offline
+        raise PHFError(f"evaluation.prompts {ev.prompts!r} is not a .jsonl file, and reading it as a dataset "
+                       f"failed: {str(e).splitlines()[0]}") from None
+    if not prompts:
+        raise PHFError(f"evaluation.prompts {ev.prompts!r}: no record has {ev.prompt_filter} true")
+    return prompts
 
 
 def heldout_signatures(data_dir: Path, count: int, seed: int = 0) -> list[str]:

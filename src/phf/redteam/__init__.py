@@ -2,7 +2,7 @@
 after Perez et al. 2022). A red LM writes prompts likely to make the target LM produce misaligned text;
 the prompts that worked best become its few-shot examples in the next round; ten rounds in the paper.
 
-    result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, read_prompts(cfg.evaluation.prompts), out_dir)
+    result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, task_prompts(cfg.evaluation), out_dir)
 
 Which red LM. The paper used InstructGPT (text-davinci-002), which is gone; a capable model behind an
 OpenAI-compatible server is the faithful replacement: `--red-lm openai:MODEL@http://host:8000/v1`.

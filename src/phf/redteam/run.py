@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from phf.config import Config
+from phf.config import Config, is_prompt_file
 from phf.errors import PHFError
 from phf.evaluation.metrics import judged
 from phf.lm.base import LanguageModel
@@ -32,9 +32,9 @@ def template_path(cfg: Config) -> Path:
     """redteam.template, or `redteam.txt` beside the task's prompt file (a shipped task's folder)."""
     if cfg.redteam.template:
         return Path(cfg.redteam.template)
-    if cfg.evaluation.prompts:
+    if cfg.evaluation.prompts and is_prompt_file(cfg.evaluation.prompts):
         return Path(cfg.evaluation.prompts).parent / "redteam.txt"
-    raise PHFError("no red-teaming template: set redteam.template (the task has no evaluation.prompts "
+    raise PHFError("no red-teaming template: set redteam.template (the task has no evaluation.prompts file "
                    "beside which to look for redteam.txt)")
 
 
