@@ -43,7 +43,8 @@ def task_prompts(ev: EvaluationConfig) -> list[str]:
         raise PHFError(f"evaluation.prompts {ev.prompts!r} is not a .jsonl file, and reading it as a dataset "
                        f"failed: {str(e).splitlines()[0]}") from None
     if not prompts:
-        raise PHFError(f"evaluation.prompts {ev.prompts!r}: no record has {ev.prompt_filter} true")
+        which = f" with {ev.prompt_filter} true" if ev.prompt_filter else ""
+        raise PHFError(f"evaluation.prompts {ev.prompts!r}: no record{which} in its {ev.prompt_split} split")
     return prompts
 
 
