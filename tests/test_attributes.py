@@ -138,7 +138,7 @@ def test_evaluation_reports_each_attributes_misalignment(tiny_mle_model, tmp_pat
         mine = [r for r in records if r["scenario"] == scenario]
         # the primary is as without attributes
         scores = [r["score"] for r in mine]
-        assert {k: v for k, v in metrics[scenario].items() if k not in ("causes", "prompts")} == {
+        assert {k: v for k, v in metrics[scenario].items() if k not in ("causes", "prompts", "scored_with_prompt")} == {
             **misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k),
             "empty_samples": sum(not r["text"].strip() for r in mine), "unscorable_samples": scores.count(None)}
         for name, fn in zip(ATTRIBUTES, (digit_count, upper_count), strict=True):
