@@ -156,3 +156,13 @@ def test_downstream_figures_reach_the_table_and_a_pareto_plot_per_task(tmp_path)
     for task in ("humaneval", "lambada"):
         assert (index.parent / f"pareto_{task}.png").read_bytes().startswith(b"\x89PNG")
         assert f'id="pareto-{task}-plot"' in index.read_text()
+
+
+def test_a_problems_file_with_a_bad_line_is_named_at_that_line(three_problems, tmp_path):
+    from phf.errors import PHFError
+
+    bad = tmp_path / "problems.jsonl"
+    bad.write_bytes(three_problems.read_bytes().rstrip(b"\n") + b"\n{\"task_id\": \"x\xff\"}\n")
+    with pytest.raises(PHFError, match=r"problems.jsonl:4: not UTF-8"):
+        read_problems(bad)
+    assert len(read_problems(three_problems)) == 3

@@ -417,13 +417,23 @@ def _recipe(task: str, name: str) -> Path:
     return path
 
 
-def _read_yaml(path: Path) -> dict:
+def _yaml_sections(path: Path, empty: dict | None = None) -> dict:
+    """A YAML file of config sections; an empty file is `empty` (None: an error)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        if empty is None:
+            raise ConfigError(f"{path}: empty (cut off?); expected a mapping of sections")
+        data = empty
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
+    data = _yaml_sections(path, empty={})
     # Files a recipe names are found beside it; a prompts dataset is a name, not a path.
     for section, key in (("evaluation", "prompts"), ("redteam", "template")):
         value = (data.get(section) or {}).get(key)
@@ -514,12 +524,7 @@ def apply(raw: dict, overrides: list[str] = (), values: dict | None = None) -> d
 def saved_config(path: Path) -> dict:
     """A run's config.yaml as raw values. Runs of phf before one settings class per objective saved every
     objective setting, used or not: those their objective does not have are dropped, so their folders resume."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} is not a config (a mapping of sections)")
+    raw = _yaml_sections(path)  # an empty config.yaml is a cut-off one, not the defaults
     objective = raw.get("objective")
     if isinstance(objective, dict) and objective.get("name") in OBJECTIVE_CONFIGS:
         fields = OBJECTIVE_CONFIGS[objective["name"]].model_fields

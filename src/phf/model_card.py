@@ -11,6 +11,7 @@ from pathlib import Path
 
 from phf.metrics_table import table
 from phf.model_folder import ModelInfo
+from phf.sampling.generate import context_window
 
 CARD = "README.md"
 PAPER = "[Korbak et al. 2023, Pretraining Language Models with Human Preferences](https://arxiv.org/abs/2302.08582)"
@@ -55,8 +56,7 @@ def _sampling(info: ModelInfo, model_config, sampling, path: str) -> str:
                              max_new=sampling.max_new_tokens)
     return (f"{how} Sampled as phf samples it (temperature {sampling.temperature}, top-p {sampling.top_p}, "
             f"no top-k, {sampling.min_new_tokens} to {sampling.max_new_tokens} new tokens; context "
-            f"{getattr(model_config, 'n_positions', None) or getattr(model_config, 'max_position_embeddings', '?')} "
-            f"positions):\n\n{snippet}\n\nWith phf: `phf sample --model {path}`.")
+            f"{context_window(model_config)} positions):\n\n{snippet}\n\nWith phf: `phf sample --model {path}`.")
 
 
 def _figures(metrics: dict) -> str:

@@ -35,20 +35,15 @@ def read_problems(path: str | Path | None = None) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise PHFError(f"HumanEval problems not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
+    from phf.sampling.generate import jsonl_records  # here: the executing workers import this module, not torch
+
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     problems = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                problem = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PHFError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-            missing = {"task_id", "prompt", "test", "entry_point"} - set(problem if isinstance(problem, dict) else ())
-            if missing:
-                raise PHFError(f"{path}:{number}: a HumanEval problem needs {sorted(missing)}")
-            problems.append(problem)
+    for number, problem in jsonl_records(path, data):
+        missing = {"task_id", "prompt", "test", "entry_point"} - set(problem if isinstance(problem, dict) else ())
+        if missing:
+            raise PHFError(f"{path}:{number}: a HumanEval problem needs {sorted(missing)}")
+        problems.append(problem)
     return problems
 
 

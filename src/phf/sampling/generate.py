@@ -6,6 +6,7 @@ steered away from its worst level."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,13 +78,10 @@ def context_window(config) -> int:
     return window
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """Prompts from a JSONL file, one {"text": ...} per line; a bad line is an error naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise PHFError(f"prompt file not found: {path}")
-    prompts = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+def jsonl_records(path: Path, data: bytes) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a JSONL file's bytes; a line that is not UTF-8 or not JSON
+    is an error naming it (a file of prompts or problems is read whole, or not at all)."""
+    for number, raw in enumerate(data.split(b"\n"), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -91,9 +89,18 @@ def read_prompts(path: str | Path) -> list[str]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as e:
             raise PHFError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a JSONL file, one {"text": ...} per line; a bad line is an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise PHFError(f"prompt file not found: {path}")
+    prompts = []
+    for number, record in jsonl_records(path, path.read_bytes()):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise PHFError(f'{path}:{number}: expected an object with a string "text" field')
         prompts.append(record["text"])
