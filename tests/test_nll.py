@@ -10,7 +10,7 @@ import phf.objectives.nll as nll_module
 from phf.config import OBJECTIVE_CONFIGS
 from phf.objectives import build_objective
 from phf.objectives.nll import CHUNK_TOKENS, linear_token_nll, logits_token_nll, model_token_nll
-from phf.training.value_head import GPT2WithValueHead
+from phf.training.value_head import with_value_head
 
 # (NLL, gradient) tolerances relative to the largest magnitude. fp32: rounding only. bf16: both paths run the
 # head's matmuls in bf16 and the log-softmax in fp32; they differ by where the gradients are rounded to bf16
@@ -61,7 +61,7 @@ def test_every_objective_has_the_same_loss_and_gradients_as_on_the_logits(name, 
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=700, n_positions=64, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, activation_function="gelu_pytorch_tanh", bos_token_id=0, eos_token_id=0)
-    model = (GPT2WithValueHead if name == "awr" else GPT2LMHeadModel)(config)
+    model = (with_value_head(GPT2LMHeadModel) if name == "awr" else GPT2LMHeadModel)(config)
     ids, scores = torch.randint(0, 700, (5, 64)), torch.rand(5, 64) * (torch.rand(5, 64) < 0.3)
     settings = {"mle": {}, "unlikelihood": {"threshold": 0.1, "alpha": 0.5}, "rwr": {"beta": 1.0},
                 "awr": {"alpha": 0.5, "beta": 1.0}}[name]

@@ -95,10 +95,10 @@ def test_trainer_shifts_scores_and_values_once():
     from collections import defaultdict
     from types import SimpleNamespace
 
-    from transformers import GPT2Config
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from phf.training.trainer import PHFTrainer
-    from phf.training.value_head import GPT2WithValueHead
+    from phf.training.value_head import with_value_head
 
     seen = {}
 
@@ -107,7 +107,8 @@ def test_trainer_shifts_scores_and_values_once():
         return nll.sum() * 0, {}
 
     torch.manual_seed(0)
-    model = GPT2WithValueHead(GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2)).eval()
+    config = GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2)
+    model = with_value_head(GPT2LMHeadModel)(config).eval()
     ids, scores = torch.randint(0, 11, (2, 6)), torch.rand(2, 6)
     trainer = SimpleNamespace(objective=spy, _metrics=defaultdict(list), is_fsdp_enabled=False,
                               is_deepspeed_enabled=False, args=SimpleNamespace(bf16=False, fp16=False))

@@ -6,7 +6,14 @@ import math
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    set_seed,
+)
 
 import phf.training.train as train_module
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer
@@ -14,7 +21,7 @@ from phf.evaluation.evaluate import evaluate
 from phf.sampling.generate import load_model, sample
 from phf.training.model import build_model
 from phf.training.train import train
-from phf.training.value_head import GPT2WithValueHead
+from phf.training.value_head import with_value_head
 from tests.helpers import generated_rows, tiny_config
 
 
@@ -23,16 +30,18 @@ def losses(run_dir):
             if "loss" in r}
 
 
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
 @pytest.mark.parametrize("method", ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"])
-def test_every_objective_trains_every_parameter(method, data_dir, tmp_path):
+def test_every_objective_trains_every_parameter(method, architecture, data_dir, tmp_path):
     settings = {"filtering": ["objective.filter_threshold=p75"], "unlikelihood": ["objective.alpha=0.5"],
                 "awr": ["objective.alpha=0.5"]}
-    cfg = tiny_config(method, *settings.get(method, []))
+    cfg = tiny_config(method, f"model.architecture={architecture}", *settings.get(method, []))
     model_dir = train(cfg, data_dir, tmp_path)
     set_seed(cfg.training.seed)  # train() initialises the model right after the same call
     value_head = method == "awr"
     initial = build_model(cfg.model, load_tokenizer(str(model_dir)), value_head=value_head)
-    trained = (GPT2WithValueHead if value_head else AutoModelForCausalLM).from_pretrained(model_dir)
+    plain = {"gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM}[architecture]
+    trained = (with_value_head(plain) if value_head else AutoModelForCausalLM).from_pretrained(model_dir)
     names = [name for name, _ in initial.named_parameters()]
     assert value_head == any(name.startswith("value_head") for name in names)
     for (name, before), after in zip(initial.named_parameters(), trained.parameters(), strict=True):
@@ -45,7 +54,7 @@ def test_every_objective_trains_every_parameter(method, data_dir, tmp_path):
     if method == "awr":  # the objective's own statistics reach the logs
         assert {"value_loss", "value_reward_corr", "weight_mean"} <= set(logs[0])
         # a phf AWR model loads as a plain causal LM for sampling
-        assert type(AutoModelForCausalLM.from_pretrained(model_dir)) is GPT2LMHeadModel
+        assert type(AutoModelForCausalLM.from_pretrained(model_dir)) is plain
 
 
 def test_training_kernels_leave_a_plain_gpt2(data_dir, tmp_path, monkeypatch):

@@ -37,7 +37,22 @@ def _config_args(p: argparse.ArgumentParser, method: str | None = "mle") -> None
         p.add_argument("--method", default=method or None,
                        help="method recipe of the task (mle, filtering, conditional, unlikelihood, rwr, awr) or a "
                             f"YAML path (default: {method or 'the config the model was trained with'})")
+    p.add_argument("--preset", help="a preset of the task, laid over the method's recipe: paper (the paper's full "
+                                    "scale: GPT-2 small, 3.3B tokens of its corpus from the hub, its batch, learning "
+                                    "rates and evaluation sizes; see --dry-run), or a YAML path")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the run will do and cost (parameters, steps, tokens per step, micro-batch and "
+                        "accumulation per process, memory, hours) without downloading data or training; the hours "
+                        "are at --throughput, else at a throughput measured with a few training steps here")
+    p.add_argument("--processes", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
+                   help="with --dry-run: the processes (GPUs) the run will use (default: WORLD_SIZE, else 1)")
+    p.add_argument("--throughput", type=float, metavar="TOKENS_PER_S",
+                   help="with --dry-run: training tokens per second of all processes together, e.g. from "
+                        "benchmarks/gpu_check.py on the machine the run is for (default: measured here)")
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -52,7 +67,7 @@ def cmd_score(a) -> None:
     if a.merge:
         report = merge_scored(a.merge, a.data)
     else:
-        cfg = load_config(a.task, None, a.overrides, _values(a))
+        cfg = load_config(a.task, None, a.overrides, _values(a), a.preset)
         index, _, parts = (a.shard or "0/1").partition("/")
         if not (index.isdigit() and parts.isdigit()):
             raise PHFError(f"--shard {a.shard!r}: expected i/N, e.g. 0/4")
@@ -70,8 +85,15 @@ def cmd_train(a) -> None:
 
     if a.resume and a.overwrite:
         raise PHFError("--resume continues the run in the folder, --overwrite deletes it: choose one")
-    cfg = load_config(a.task, a.method, a.overrides, _values(a))
+    cfg = load_config(a.task, a.method, a.overrides, _values(a), a.preset)
     output = a.output or Path("runs") / cfg.objective.name
+    if a.dry_run:
+        from phf.training.plan import format_plan, plan_training, with_throughput
+
+        plan = with_throughput(cfg, plan_training(cfg, a.processes), a.throughput)
+        print(f"phf train --dry-run: {cfg.objective.name} into {output} (nothing is downloaded or trained)")
+        print(format_plan(cfg, plan))
+        return
     again = "phf " + shlex.join(arg for arg in a.argv if arg not in ("--resume", "--overwrite"))
     try:
         model_dir = train(cfg, a.data, output, resume=a.resume, overwrite=a.overwrite)
@@ -140,7 +162,7 @@ def _model_config(a):
     run_config = Path(a.model).parent / "config.yaml"
     if getattr(a, "method", None) is None and run_config.exists():
         return build_config(apply(saved_config(run_config), a.overrides, _values(a)))
-    return load_config(a.task, getattr(a, "method", None), a.overrides, _values(a))
+    return load_config(a.task, getattr(a, "method", None), a.overrides, _values(a), a.preset)
 
 
 def cmd_evaluate(a) -> None:
@@ -176,9 +198,18 @@ def cmd_experiment(a) -> None:
     from phf.config import PAPER_ORDER, methods_of
     from phf.experiment import run_experiment
 
-    methods = a.methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
+    # --methods takes every word after it: section.key=value overrides among them go back to the overrides
+    a.overrides += [m for m in a.methods or [] if "=" in m]
+    methods = [m for m in a.methods or [] if "=" not in m]
+    methods = methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
+    if a.dry_run:
+        from phf.experiment import plan_experiment
+
+        print(plan_experiment(a.task, methods, a.output, a.overrides, a.seeds, a.finetune, _values(a), a.preset,
+                              a.processes, a.throughput, a.parallel))
+        return
     run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.reference, a.redteam,
-                   values=_values(a))
+                   values=_values(a), preset=a.preset)
 
 
 def cmd_serve(a) -> None:
@@ -234,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("train",
-                       help="train a GPT-2 with an objective (mle, filtering, conditional, unlikelihood, rwr, awr)",
+                       help="train a GPT-2 or Llama-style model with an objective (mle, filtering, conditional, "
+                            "unlikelihood, rwr, awr)",
                        description="Pack the scored corpus for the objective and train with transformers' Trainer: "
                                    "token budget, gradient accumulation, warm-up and decay, bf16 autocast where "
                                    "faster, checkpoints, JSONL and TensorBoard logs. Runs on several GPUs or "
@@ -251,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "overwritten)")
     p.add_argument("--init-from", help="start from this phf or HF checkpoint (finetuning); the token budget counts "
                                        "the tokens it was trained on")
+    _plan_args(p)
     _config_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -352,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redteam", action="store_true",
                    help="also red-team every arm (redteam.* settings) with one red LM: redteam.red_lm, else the KL "
                         "reference, else the first arm's model")
+    _plan_args(p)
     _config_args(p, method=None)
     p.set_defaults(func=cmd_experiment)
 

@@ -118,13 +118,18 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    init_from: str | None = Field(None, description="Start from this checkpoint "
-                                  "(HF name or path) instead of a fresh GPT-2.")
-    n_layer: int = Field(4, gt=0, description="Transformer blocks of a fresh GPT-2.")
+    init_from: str | None = Field(None, description="Start from this checkpoint (HF name or path) instead of a "
+                                  "fresh model; its own architecture and size then apply.")
+    architecture: Literal["gpt2", "llama"] = Field("gpt2", description="A fresh model's architecture: gpt2 (the "
+                                                   "paper's: learned positions, GELU, LayerNorm) or llama (rotary "
+                                                   "positions, SwiGLU, RMSNorm, no biases; tied embeddings). "
+                                                   "Either is saved as a plain Hugging Face model.")
+    n_layer: int = Field(4, gt=0, description="Transformer blocks of a fresh model.")
     n_head: int = Field(4, gt=0, description="Attention heads per block.")
     n_embd: int = Field(256, gt=0, description="Width of the residual stream; a multiple of n_head.")
     block_size: int = Field(128, ge=8, description="Tokens per packed training block (context length).")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on embeddings, attention and residuals.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on embeddings, attention and residuals "
+                           "(llama: on attention only, as transformers' Llama has no other).")
 
 
 def _number_or_percentile(v):
@@ -563,11 +568,46 @@ def _read_recipe(path: Path, task: str, chain: tuple[Path, ...] = ()) -> dict:
 
 
 def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = (),
-                values: dict | None = None) -> Config:
+                values: dict | None = None, preset: str | None = None) -> Config:
+    """The task's recipe, the method's on top, then the preset's (the same for every method, then its `objectives`
+    entry for the method's objective), then the overrides and flag values."""
     raw = _read_yaml(_recipe(task, "task"))
     if method:
         raw = merge(raw, _read_recipe(_recipe(task, method), task))
+    if preset:
+        raw = _with_preset(raw, _preset(task, preset))
     return build_config(apply(raw, overrides, values))
+
+
+def _preset(task: str, name: str) -> Path:
+    """A preset by path, or by name in the task's `presets/` folder (shipped: `paper`, the paper's full scale)."""
+    if Path(name).suffix in (".yaml", ".yml"):
+        path = Path(name)
+    else:
+        folder = _recipe(task, "task").parent / "presets"
+        path = folder / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise ConfigError(f"no preset {name!r} for task {task!r}; available: {', '.join(known) or 'none'} "
+                              "(or a path to a YAML)")
+    if not path.is_file():
+        raise ConfigError(f"preset file not found: {path}")
+    return path
+
+
+def _with_preset(raw: dict, path: Path) -> dict:
+    """`raw` with a preset's sections, then the preset's settings for `raw`'s objective: a preset is a scale (model,
+    corpus, budget, evaluation sizes) for every method of a task, whose objectives may each need their own learning
+    rate, batch or thresholds (`objectives: {awr: {training: {learning_rate: 1.0e-3}}}`)."""
+    preset = _read_yaml(path)
+    per_objective = preset.pop("objectives", None) or {}
+    unknown = sorted(set(per_objective) - set(OBJECTIVE_CONFIGS)) if isinstance(per_objective, dict) else per_objective
+    if unknown:
+        raise ConfigError(f"{path}: objectives must map objective names ({', '.join(OBJECTIVE_CONFIGS)}) to "
+                          f"config sections, got {unknown!r}")
+    raw = merge(raw, preset)
+    objective = (raw.get("objective") or {}).get("name", "mle")
+    return merge(raw, per_objective.get(objective) or {})
 
 
 PAPER_ORDER = ["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"]

@@ -40,10 +40,12 @@ class Arm:
     cfg: Config
     starts_from: str | None = None  # the arm whose snapshot this one finetunes
     model_of: str | None = None  # the arm whose model this one evaluates: the same training, other sampling (guidance)
+    starts_at: float | None = None  # the fraction of starts_from's steps at which its snapshot is taken
 
 
 def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
-              seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None) -> list[Arm]:
+              seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None,
+              preset: str | None = None) -> list[Arm]:
     """Arms for methods x seeds, plus finetuning arms "METHOD@FRACTION": MLE for FRACTION of the
     budget (a snapshot of the seed's MLE arm, which is added if missing), then METHOD to the end.
     Arms whose methods train the same model (e.g. conditional, and conditional sampled with guidance)
@@ -54,7 +56,7 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
         seeded = {**(values or {}), **({} if seed is None else {"training.seed": seed})}
         wanted = list(methods) + (["mle"] if finetune and "mle" not in methods else [])
         for method in wanted:
-            arms[method + suffix] = Arm(method + suffix, load_config(task, method, overrides, seeded))
+            arms[method + suffix] = Arm(method + suffix, load_config(task, method, overrides, seeded, preset))
         for spec in finetune:
             method, _, fraction = spec.partition("@")
             try:
@@ -68,8 +70,8 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
             base.cfg = updated(base.cfg, {"training.snapshot_at": sorted({*base.cfg.training.snapshot_at, fraction})})
             snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
             name = f"mle-then-{method}-{fraction:g}{suffix}"
-            cfg = load_config(task, method, overrides, {**seeded, "model.init_from": str(snapshot)})
-            arms[name] = Arm(name, cfg, starts_from=base.name)
+            cfg = load_config(task, method, overrides, {**seeded, "model.init_from": str(snapshot)}, preset)
+            arms[name] = Arm(name, cfg, starts_from=base.name, starts_at=fraction)
     # The arms share one scored corpus, so each is scored, and evaluated, on every attribute any arm tags.
     attributes = list(dict.fromkeys(a for arm in arms.values() for a in arm.cfg.scorer.attributes))
     for arm in arms.values():
@@ -85,6 +87,48 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
         else:
             trained_by[key] = arm.name
     return list(arms.values())
+
+
+def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
+                    seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None,
+                    preset: str | None = None, processes: int = 1, throughput: float | None = None,
+                    parallel: int = 1) -> str:
+    """`phf experiment --dry-run`: every arm's training plan (phf.training.plan) as a table, and the total. The
+    throughput is `throughput`, else measured once per model shape and micro-batch."""
+    from phf.training.plan import duration, format_plan, plan_training, size, with_throughput
+
+    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values, preset)
+    plans, measured = {}, {}
+    for arm in arms:
+        if arm.model_of:
+            continue
+        cfg, tokens_already = arm.cfg, None
+        if arm.starts_from:  # its start is a snapshot not yet taken: the same model after a share of the steps
+            base = plans[arm.starts_from]
+            cfg = updated(cfg, {"model.init_from": None})
+            tokens_already = max(1, round(arm.starts_at * base.steps)) * base.tokens_per_step
+        plan = plan_training(cfg, processes, tokens_already)
+        key = json.dumps([cfg.model.model_dump(), plan.micro_batch, cfg.training.bf16], default=str)
+        if throughput is None and key in measured:
+            plan.throughput, plan.throughput_note, plan.measured_memory = measured[key]
+        else:
+            with_throughput(cfg, plan, throughput)
+            measured[key] = plan.throughput, plan.throughput_note, plan.measured_memory
+        plans[arm.name] = plan
+    first = next(a for a in arms if a.name in plans)
+    header = ["arm", "objective", "steps", "batch", "learning rate", "tokens", "memory/process", "hours"]
+    rows = [[a.name, a.cfg.objective.name, f"{p.steps:,}", str(a.cfg.training.batch_size),
+             f"{a.cfg.training.learning_rate:g}", f"{p.tokens:,}", size(sum(p.memory.values())), f"{p.hours:,.2f}"]
+            for a in arms if (p := plans.get(a.name))]
+    rows += [[a.name, a.cfg.objective.name, f"evaluates {a.model_of}'s model"] + [""] * 5 for a in arms if a.model_of]
+    total = sum(p.hours for p in plans.values())
+    return "\n".join([
+        f"phf experiment --dry-run: {len(arms)} arms into {out_dir} (nothing is downloaded or trained)",
+        "", f"The first arm, {first.name}:", format_plan(first.cfg, plans[first.name]), "", markdown(header, rows),
+        f"Training: {duration(total)} in all" + (f", about {duration(total / parallel)} with --parallel {parallel} "
+                                                 "if the arms do not slow one another" if parallel > 1 else "")
+        + ". Scoring the corpus, the evaluations and red teaming come on top.",
+    ])
 
 
 def _evaluation_part(config: dict) -> dict:
@@ -197,13 +241,13 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
 
 def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (), parallel: int = 1,
                    seeds: list[int] | None = None, finetune: list[str] = (), kl_reference: str | None = None,
-                   redteam: bool = False, values: dict | None = None) -> dict:
+                   redteam: bool = False, values: dict | None = None, preset: str | None = None) -> dict:
     """With `kl_reference` (a model spec, or "longer-mle": an MLE arm on twice the budget, trained first), every
     arm is also evaluated by KL from that reference; with `redteam`, every arm is red-teamed by the same red LM
     (redteam.red_lm, else the reference, else the MLE arm). `values` are config values set literally (flags)."""
     out_dir = Path(out_dir)
     # every config is checked before any work
-    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values)
+    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values, preset)
     base = arms[0].cfg
     if redteam and not base.evaluation.prompts:
         raise ConfigError("red teaming needs seed prompts: set evaluation.prompts")
@@ -216,7 +260,7 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
         prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
     if kl_reference == LONGER_MLE:
         reference_cfg = load_config(task, "mle", overrides,
-                                    {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens})
+                                    {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens}, preset)
         kl_reference = str(train_reference(reference_cfg, data_dir, out_dir / REFERENCE_ARM))
     for arm in arms:
         arm.cfg = updated(arm.cfg, {"evaluation.kl_reference": kl_reference or arm.cfg.evaluation.kl_reference})
@@ -241,8 +285,9 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     from phf.evaluation.causes import corpus_cause_rates
     from phf.scorers import get_scorer
 
-    summary = {"task": task, "scorer": base.scorer.name, "methods": methods, "arms": [a.name for a in arms],
-               "overrides": list(overrides), "values": values or {}, "kl_reference": kl_reference, "results": results,
+    summary = {"task": task, "preset": preset, "scorer": base.scorer.name, "methods": methods,
+               "arms": [a.name for a in arms], "overrides": list(overrides), "values": values or {},
+               "kl_reference": kl_reference, "results": results,
                "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=1))

@@ -1,23 +1,35 @@
-"""The model: a fresh GPT-2 of the configured size, or a pretrained causal LM whose vocabulary
-is grown to hold the control tokens."""
+"""The model: a fresh GPT-2 or Llama-style model of the configured size, or a pretrained causal LM whose
+vocabulary is grown to hold the control tokens."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers import (
+    MODEL_FOR_CAUSAL_LM_MAPPING,
+    AutoConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from phf.config import ModelConfig
 from phf.errors import PHFError
-from phf.training.value_head import GPT2WithValueHead
+from phf.training.value_head import with_value_head
 
 
 def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTrainedModel:
-    """A fresh GPT-2 or `cfg.init_from`; with `value_head`, GPT-2 with the value head AWR needs."""
-    eos = tokenizer.eos_token_id
+    """A fresh model of `cfg.architecture`, or `cfg.init_from`; with `value_head`, the same model with the value
+    head AWR needs."""
     if cfg.init_from:
         try:
-            model = (GPT2WithValueHead if value_head else AutoModelForCausalLM).from_pretrained(cfg.init_from)
+            model_class = model_class_of(AutoConfig.from_pretrained(cfg.init_from))
+            model = (with_value_head(model_class) if value_head else model_class).from_pretrained(cfg.init_from)
         except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, ...
             raise PHFError(f"cannot load model {cfg.init_from!r}: {str(e).splitlines()[0]}") from None
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -28,15 +40,45 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
         return model
     if cfg.n_embd % cfg.n_head:
         raise PHFError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+    config, model_class = ARCHITECTURES[cfg.architecture](cfg, len(tokenizer), tokenizer.eos_token_id)
+    return (with_value_head(model_class) if value_head else model_class)(config)
+
+
+def model_class_of(config: PretrainedConfig) -> type[PreTrainedModel]:
+    """The causal LM class of a transformers config (what AutoModelForCausalLM would build)."""
+    try:
+        return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:
+        raise PHFError(f"a {type(config).__name__} model is not a causal LM") from None
+
+
+def gpt2(cfg: ModelConfig, vocab_size: int, eos: int) -> tuple[PretrainedConfig, type]:
+    """The paper's architecture (GPT-2 small is 12 x 768 with 12 heads)."""
+    return GPT2Config(
+        vocab_size=vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
         bos_token_id=eos, eos_token_id=eos,  # no pad_token_id: packed blocks have no padding
         # GPT-2's tanh-approximated GELU (`gelu_new`) as one fused kernel: the same function, 2x faster fwd+bwd on
         # a CPU (benchmarks/README.md), and a name every transformers release loads.
         activation_function="gelu_pytorch_tanh",
-    )
-    return (GPT2WithValueHead if value_head else GPT2LMHeadModel)(config)
+    ), GPT2LMHeadModel
+
+
+def llama(cfg: ModelConfig, vocab_size: int, eos: int) -> tuple[PretrainedConfig, type]:
+    """Llama's block (Touvron et al. 2023): rotary positions, SwiGLU, RMSNorm, no biases, as transformers builds it.
+    The SwiGLU hidden width is 8/3 of the residual stream, rounded up to a multiple of 64 (Llama's own rounds to 256,
+    too coarse for small models), so that its three matrices hold about the parameters of GPT-2's two 4x ones. The
+    embeddings are tied, as GPT-2's are and as small Llama-style models' are (Llama 3.2 1B, SmolLM): at this scale
+    an untied head would add a third of the parameters."""
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=cfg.n_embd, intermediate_size=64 * math.ceil(8 * cfg.n_embd / 3 / 64),
+        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
+        max_position_embeddings=cfg.block_size, attention_dropout=cfg.dropout, rms_norm_eps=1e-5,
+        tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos,
+    ), LlamaForCausalLM
+
+
+ARCHITECTURES = {"gpt2": gpt2, "llama": llama}
 
 
 EAGER_ATTENTION_MAX_BLOCK = 512

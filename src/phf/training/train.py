@@ -46,16 +46,23 @@ def micro_batches(t: TrainingConfig, world: int) -> tuple[int, int]:
     return micro, share // micro
 
 
+def optimizer_steps(cfg: Config, tokens_already: int = 0) -> tuple[int, int]:
+    """Optimiser steps left of the token budget after `tokens_already`, and the tokens of one step."""
+    tokens_per_step = cfg.training.batch_size * cfg.model.block_size
+    steps = (cfg.training.num_tokens - tokens_already) // tokens_per_step
+    if steps < 1:
+        raise PHFError(f"training.num_tokens ({cfg.training.num_tokens}) leaves less than one step "
+                       f"({tokens_per_step} tokens) after the {tokens_already} tokens {cfg.model.init_from} was "
+                       "trained on")
+    return steps, tokens_per_step
+
+
 def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> tuple[TrainingArguments, int]:
     """TrainingArguments for what is left of the token budget; returns them and the tokens per optimiser step."""
     t = cfg.training
     # WORLD_SIZE: the processes started by torchrun or accelerate launch
     micro, accumulation = micro_batches(t, int(os.environ.get("WORLD_SIZE", 1)))
-    tokens_per_step = t.batch_size * cfg.model.block_size
-    max_steps = (t.num_tokens - tokens_already) // tokens_per_step
-    if max_steps < 1:
-        raise PHFError(f"training.num_tokens ({t.num_tokens}) leaves less than one step ({tokens_per_step} tokens) "
-                       f"after the {tokens_already} tokens {cfg.model.init_from} was trained on")
+    max_steps, tokens_per_step = optimizer_steps(cfg, tokens_already)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = bf16_supported(device) if t.bf16 == "auto" else t.bf16
     args = TrainingArguments(
