@@ -1,5 +1,6 @@
 """Peak memory of one training step (forward and backward): phf's chunked LM-head NLL against the plain path
-(the model's full logits, then cross-entropy in fp32), under bf16 autocast, each in a fresh process.
+(the model's full logits, then cross-entropy in fp32), under bf16 autocast, each in a fresh process (the two
+at once: each process's peak is its own).
 
     python benchmarks/loss_memory.py [--cases pep8 gpt2-small]
 
@@ -62,6 +63,29 @@ def one_step(case: str, path: str) -> dict:
     return {"case": case, "path": path, "device": device.type, "peak_mib": peak}
 
 
+def measure(case: str, timeout: float | None = None) -> dict[str, float]:
+    """Peak MiB of one training step of `case` by path ("logits", "chunked"): each path in a fresh process of its
+    own, the two at once (each process's peak is its own, on a CPU and on a GPU)."""
+    runs = {path: subprocess.Popen([sys.executable, __file__, "--one", case, path], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for path in ("logits", "chunked")}
+    peaks, errors = {}, []
+    try:
+        for path, run in runs.items():
+            out, err = run.communicate(timeout=timeout)
+            if run.returncode:
+                errors.append(f"{path}: exit {run.returncode}: {err.strip()[-2000:]}")
+            else:
+                peaks[path] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    if errors:
+        raise RuntimeError(f"loss_memory {case}: " + "; ".join(errors))
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
@@ -73,11 +97,7 @@ def main() -> None:
     print("| case | tokens | vocabulary | plain logits path, MiB | chunked NLL, MiB | ratio |")
     print("|---|---|---|---|---|---|")
     for case in args.cases:
-        peaks = {}
-        for path in ("logits", "chunked"):
-            out = subprocess.run([sys.executable, __file__, "--one", case, path], check=True, capture_output=True,
-                                 text=True).stdout
-            peaks[path] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
+        peaks = measure(case)
         _, _, _, vocab, batch, block = CASES[case]
         print(f"| {case} | {batch} x {block} | {vocab} | {peaks['logits']:.0f} | {peaks['chunked']:.0f} | "
               f"{peaks['chunked'] / peaks['logits']:.2f}x |")

@@ -16,21 +16,27 @@ import torch
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (2048, 4096), repeats: int = 5,
-                min_seconds: float = 0.5) -> float:
-    """Best GFLOP/s of `a @ b` over the sizes (2 n^3 flops a product), best of `repeats` timed runs."""
+                min_seconds: float = 0.5, device: str | torch.device = "cpu") -> float:
+    """Best GFLOP/s of `a @ b` over the sizes (2 n^3 flops a product), best of `repeats` timed runs, on `device`
+    (a CUDA device: random matrices made there, the clock read after `torch.cuda.synchronize`)."""
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        out = torch.empty(n, n, dtype=dtype)
-        torch.matmul(a, b, out=out)  # warm-up (oneDNN/MKL kernel selection, page faults)
+        a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+        out = torch.empty(n, n, dtype=dtype, device=device)
+        torch.matmul(a, b, out=out)  # warm-up (oneDNN/MKL/cuBLAS kernel selection, page faults)
+        sync()
         start = time.perf_counter()
         torch.matmul(a, b, out=out)
+        sync()
         per_product = time.perf_counter() - start
         products = max(1, round(min_seconds / max(per_product, 1e-6)))
         for _ in range(repeats):
             start = time.perf_counter()
             for _ in range(products):
                 torch.matmul(a, b, out=out)
+            sync()
             best = max(best, 2 * n ** 3 * products / (time.perf_counter() - start) / 1e9)
     return best
 

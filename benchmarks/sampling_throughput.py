@@ -76,7 +76,7 @@ def run_one_at_a_time(model, tok, n: int, kwargs: dict) -> tuple[float, int]:
     eos, rows = tok.eos_token_id, []
     start = time.perf_counter()
     for _ in range(n):
-        out = model.generate(input_ids=torch.tensor([[eos]]), **kwargs)
+        out = model.generate(input_ids=torch.tensor([[eos]], device=model.device), **kwargs)
         tok.decode(out[0, 1:], skip_special_tokens=True)
         rows.append(out[0, 1:].tolist())
     return time.perf_counter() - start, generated_tokens(rows, eos)
@@ -86,7 +86,7 @@ def run_num_return_sequences(model, tok, n: int, kwargs: dict) -> tuple[float, i
     """transformers' own batching: one generate call returning n sequences."""
     eos = tok.eos_token_id
     start = time.perf_counter()
-    out = model.generate(input_ids=torch.tensor([[eos]]), num_return_sequences=n, **kwargs)
+    out = model.generate(input_ids=torch.tensor([[eos]], device=model.device), num_return_sequences=n, **kwargs)
     tok.batch_decode(out[:, 1:], skip_special_tokens=True)
     return time.perf_counter() - start, generated_tokens(out[:, 1:].tolist(), eos)
 

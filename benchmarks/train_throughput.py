@@ -71,19 +71,22 @@ def gpt2_flops_per_token(m, vocab_size: int) -> tuple[int, int]:
     return params, 6 * params + 6 * m.n_layer * m.block_size * d
 
 
-def run_phf(data_dir: Path, documents: int, steps: int, warmup: int, bf16: str) -> list[float]:
-    """phf's `train()`; the seconds of each timed step, from the `tokens_per_second` of its log.jsonl
-    (logging every step: the wall clock from one step's log to the next)."""
+def run_phf(data_dir: Path, documents: int, steps: int, warmup: int, bf16: str, *overrides: str, batch: int = 8,
+            block: int = 256) -> list[float]:
+    """phf's `train()` on batches of `batch` x `block` tokens (no accumulation), with more config `overrides`; the
+    seconds of each timed step, from the `tokens_per_second` of its log.jsonl (logging every step: the wall clock
+    from one step's log to the next)."""
     from phf.training.train import train
 
-    cfg = pep8_config(documents, f"training.num_tokens={(warmup + steps) * TOKENS_PER_STEP}",
+    tokens_per_step = batch * block
+    cfg = pep8_config(documents, f"training.num_tokens={(warmup + steps) * tokens_per_step}",
                       "training.logging_steps=1", f"training.save_steps={10 * (warmup + steps)}",
-                      f"training.bf16={bf16}", "training.batch_size=8", "training.micro_batch_size=8",
-                      "model.block_size=256")
+                      f"training.bf16={bf16}", f"training.batch_size={batch}", f"training.micro_batch_size={batch}",
+                      f"model.block_size={block}", *overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         train(cfg, data_dir, Path(run_dir))
         logs = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
-    return [TOKENS_PER_STEP / r["tokens_per_second"] for r in logs if "tokens_per_second" in r and r["step"] > warmup]
+    return [tokens_per_step / r["tokens_per_second"] for r in logs if "tokens_per_second" in r and r["step"] > warmup]
 
 
 class StepClock(TrainerCallback):

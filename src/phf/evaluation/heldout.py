@@ -33,7 +33,8 @@ def heldout_loss(model, packed_dir: Path, block_size: int, exclude_ids: set[int]
         blocks = [data[int(i)] for i in picked[start:start + batch_size]]
         ids = torch.stack([b["input_ids"] for b in blocks])
         scores = torch.stack([b["scores"] for b in blocks])[:, 1:]
-        nll, _ = model_token_nll(model, ids)
+        nll, _ = model_token_nll(model, ids.to(model.device))
+        nll = nll.cpu()
         keep = ~torch.isin(ids[:, 1:], excluded)
         for name, mask in (("all", keep), ("aligned", keep & (scores <= aligned_threshold))):
             sums[name][0] += float(nll[mask].sum())

@@ -103,13 +103,15 @@ class LocalLM(LanguageModel):
             lengths = [len(pieces[k][1]) for k in chosen]
             width = max(lengths)
             # Right padding: real tokens keep positions 0.., and causal attention never sees the pads after them.
-            input_ids = torch.tensor([pieces[k][1] + [pad] * (width - n) for k, n in zip(chosen, lengths, strict=True)])
-            mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+            device = self.loaded.model.device
+            input_ids = torch.tensor([pieces[k][1] + [pad] * (width - n) for k, n in zip(chosen, lengths, strict=True)],
+                                     device=device)
+            mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
             logprobs = self._next_token_logprobs(input_ids, mask)
             for row, k in enumerate(chosen):
                 _, ids, scored = pieces[k]
                 n = len(ids)  # the token at position p is predicted at p - 1
-                targets = torch.tensor(ids[n - scored:])
+                targets = torch.tensor(ids[n - scored:], device=device)
                 scores[k] = logprobs[row, n - scored - 1:n - 1].gather(-1, targets[:, None])[:, 0].tolist()
         out: list[list[float]] = [[] for _ in sequences]
         for (number, _, _), piece_scores in zip(pieces, scores, strict=True):
@@ -125,8 +127,9 @@ class LocalLM(LanguageModel):
             return logprobs
         n = len(self.context)
         worst = input_ids.clone()
-        starts = (input_ids[:, :n] == torch.tensor(self.context)).all(-1)  # later windows have no tags to swap
-        worst[starts, :n] = torch.tensor(self.worst_context)
+        # later windows have no tags to swap
+        starts = (input_ids[:, :n] == torch.tensor(self.context, device=input_ids.device)).all(-1)
+        worst[starts, :n] = torch.tensor(self.worst_context, device=input_ids.device)
         contrast = self.loaded.model(input_ids=worst, attention_mask=mask).logits.float().log_softmax(-1)
         return (logprobs + self.guidance * (logprobs - contrast)).log_softmax(-1)
 

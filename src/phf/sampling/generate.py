@@ -50,8 +50,14 @@ class LoadedModel:
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")  # one of them: a tokenizer's vocabulary
 
 
+def default_device() -> torch.device:
+    """Where phf puts a model it loads to sample, score or evaluate: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_model(model_dir: str | Path) -> LoadedModel:
-    """A phf model folder (model + tokenizer + phf.json), or any HF causal LM folder (treated as unconditional)."""
+    """A phf model folder (model + tokenizer + phf.json), or any HF causal LM folder (treated as unconditional), on
+    `default_device()`."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise PHFError(f"no model in {model_dir} (config.json missing); train one with `phf train`")
@@ -60,7 +66,7 @@ def load_model(model_dir: str | Path) -> LoadedModel:
         raise PHFError(f"no tokenizer in {model_dir} (none of {', '.join(TOKENIZER_FILES)}); save the "
                        "tokenizer the model was trained with into that folder")
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # eval: no dropout while sampling
+        model = AutoModelForCausalLM.from_pretrained(model_dir).to(default_device()).eval()  # eval: no dropout
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # no weights, cut-off weights, unknown model
         raise PHFError(f"cannot load the model in {model_dir}: {str(e).splitlines()[0]}") from None
@@ -129,11 +135,11 @@ def context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned")
     return [tok.eos_token_id, *ids]
 
 
-def _left_padded(contexts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_padded(contexts: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left padding: every row's last context token sits at the same position, so generation is batched."""
     width = max(map(len, contexts))
-    return (torch.tensor([[pad] * (width - len(c)) + c for c in contexts]),
-            torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts]))
+    return (torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=device),
+            torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device))
 
 
 @torch.no_grad()
@@ -158,11 +164,12 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
         # A prompt too long for the context keeps its end, the part the continuation follows.
         batch = prompts[start:start + cfg.batch_size]
         input_ids, attention_mask = _left_padded([context_ids(loaded, p, level)[-room:] for p in batch],
-                                                 tok.eos_token_id)
+                                                 tok.eos_token_id, model.device)
         processors = [SuppressTokensLogitsProcessor(suppress)] if suppress else []
         if cfg.guidance:
             # The misaligned context has the same length (one tag for one tag), so the same padding.
-            misaligned_ids, _ = _left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id)
+            misaligned_ids, _ = _left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id,
+                                             model.device)
             # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
             processors.insert(0, MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask))
         # The sampler draws the token and comes last; generation is then greedy (do_sample=False), so that

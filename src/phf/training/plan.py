@@ -24,6 +24,7 @@ from phf.data.control import control_tokens
 from phf.data.tokenizer import CONTROL_TOKENS
 from phf.errors import PHFError
 from phf.objectives.nll import CHUNK_TOKENS, KEEP_GRADIENT_BYTES, model_token_nll
+from phf.sampling.generate import default_device
 from phf.training.model import ARCHITECTURES, bf16_supported, model_class_of, use_fast_attention
 from phf.training.train import micro_batches, optimizer_steps, tokens_seen_by
 
@@ -107,7 +108,7 @@ def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = 
     steps, tokens_per_step = optimizer_steps(cfg, tokens_already)
     layers, width = config.num_hidden_layers, config.hidden_size
     block = cfg.model.block_size
-    bf16 = _bf16(cfg, _device())
+    bf16 = _bf16(cfg, default_device())
     tokens = micro * block
     head_gradient = tokens * vocab_size * (2 if bf16 else 4)
     memory = {
@@ -124,10 +125,6 @@ def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = 
                 micro, accumulation, flops, memory)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _bf16(cfg: Config, device: torch.device) -> bool:
     return bf16_supported(device) if cfg.training.bf16 == "auto" else cfg.training.bf16
 
@@ -137,7 +134,7 @@ def measure_throughput(cfg: Config, plan: Plan, steps: int = 3) -> Plan:
     one untimed step, then the median of `steps` (phf's LM-head NLL, its mean's backward, an AdamW step), times the
     plan's processes (assuming they scale linearly); and the peak memory of those steps above the memory before
     them (CUDA: allocated; CPU: the process's peak resident memory, an upper bound)."""
-    device = _device()
+    device = default_device()
     bf16 = _bf16(cfg, device)
     before = _memory(device)
     config = model_config(cfg, plan.vocab_size)
