@@ -87,10 +87,12 @@ def test_dry_runs_print_the_plan_and_write_nothing(tmp_path, capsys):
     assert "3,147 (3,299,868,672 tokens)" in text and "8 process(es) x 16 sequences x 8 accumulation steps" in text
     assert "124.4M parameters" in text and "55.0 minutes of training at 1,000,000 tokens/s, as given" in text
     main(["experiment", "--task", "pii", "--preset", "paper", "--dry-run", "--throughput", "2e5", "--output",
-          str(tmp_path / "exp"), "--methods", "mle", "conditional", "conditional-guided-w3", "training.seed=3"])
+          str(tmp_path / "exp"), "--kl-reference", "longer-mle", "--methods", "mle", "conditional",
+          "conditional-guided-w3", "training.seed=3"])
     text = capsys.readouterr().out
     assert "| mle | mle | 50,354 | 64 | 0.0005 |" in text and "evaluates conditional's model" in text
-    assert "Training: 9.2 hours in all" in text
+    assert "| reference-mle-2x | mle | 100,708 |" in text  # the longer MLE, trained first, on twice the budget
+    assert "Training: 18.3 hours in all" in text
     assert not out.exists() and not (tmp_path / "exp").exists()
     assert "is neither a local model folder nor in the local cache" in error_of(
         ["train", "--dry-run", "--throughput", "1", "--init-from", "no-such/model"])

@@ -206,7 +206,7 @@ def cmd_experiment(a) -> None:
         from phf.experiment import plan_experiment
 
         print(plan_experiment(a.task, methods, a.output, a.overrides, a.seeds, a.finetune, _values(a), a.preset,
-                              a.processes, a.throughput, a.parallel))
+                              a.processes, a.throughput, a.parallel, a.reference))
         return
     run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.reference, a.redteam,
                    values=_values(a), preset=a.preset)

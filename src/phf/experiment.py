@@ -92,12 +92,17 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
 def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
                     seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None,
                     preset: str | None = None, processes: int = 1, throughput: float | None = None,
-                    parallel: int = 1) -> str:
-    """`phf experiment --dry-run`: every arm's training plan (phf.training.plan) as a table, and the total. The
-    throughput is `throughput`, else measured once per model shape and micro-batch."""
+                    parallel: int = 1, kl_reference: str | None = None) -> str:
+    """`phf experiment --dry-run`: every arm's training plan (phf.training.plan) as a table, and the total (with the
+    longer MLE that `kl_reference="longer-mle"` trains first). The throughput is `throughput`, else measured once
+    per model shape and micro-batch."""
     from phf.training.plan import duration, format_plan, plan_training, size, with_throughput
 
     arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values, preset)
+    if kl_reference == LONGER_MLE:
+        tokens = 2 * arms[0].cfg.training.num_tokens
+        arms.insert(0, Arm(REFERENCE_ARM, load_config(task, "mle", overrides, {**(values or {}),
+                                                                              "training.num_tokens": tokens}, preset)))
     plans, measured = {}, {}
     for arm in arms:
         if arm.model_of:
