@@ -1,10 +1,12 @@
 """What judging prompted samples with or without their prompt changes: an experiment's prompted samples, scored
 alone (as `evaluation.score_prompt: false` judges them) and together with their prompt (as `true` does), and the
-prompts on their own, per arm, with the task's scorer.
+prompts on their own, per arm, with the scorer the arms were evaluated with (the scorer section of their run's
+config.yaml).
 
-    python benchmarks/prompt_scoring.py runs/toxicity --task toxicity
+    python benchmarks/prompt_scoring.py runs/toxicity
 
-Reads `<arm>/eval/samples.jsonl` of every arm of the experiment folder; nothing is sampled again.
+Reads `<arm>/eval/samples.jsonl` and `<arm>/config.yaml` of every arm of the experiment folder; nothing is
+sampled again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from phf.config import load_config
+from phf.config import build_config, saved_config
 from phf.scorers import get_scorer
 
 
@@ -26,16 +28,15 @@ def mean(scores) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", type=Path, help="an experiment folder (phf experiment --output)")
-    parser.add_argument("--task", default="pep8", help="the experiment's task, whose scorer judges (default: pep8)")
     args = parser.parse_args()
-    scorer = get_scorer(load_config(args.task).scorer)
     arms = json.loads((args.experiment / "results.json").read_text())["arms"]
     print("| arm | prompted samples | mean, continuation alone | mean, with the prompt |\n|---|---|---|---|")
     prompts = set()
+    # The arms of an experiment share one scorer; an arm that evaluates another's model (guidance) trained none
+    trained = next(path for arm in arms if (path := args.experiment / arm / "config.yaml").exists())
+    scorer = get_scorer(build_config(saved_config(trained)).scorer)
     for arm in arms:
         samples = args.experiment / arm / "eval" / "samples.jsonl"
-        if not samples.exists():  # an arm that evaluates another arm's model has the same samples
-            continue
         rows = [r for r in map(json.loads, samples.read_text().splitlines()) if r["scenario"] == "prompted"]
         prompts |= {r["prompt"] for r in rows}
         alone = scorer.score_texts([r["text"] for r in rows])

@@ -100,3 +100,15 @@ def test_left_padding_does_not_change_what_a_llama_writes(llama_run, guidance):
     prompts = ["import", "def join(a, b):\n    return os.path"]
     together = sample(loaded, cfg.sampling, prompts)
     assert together == [sample(loaded, cfg.sampling, [p])[0] for p in prompts]
+
+
+def test_sampling_leaves_the_callers_random_state_alone(llama_run):
+    """Training samples mid-run (the misalignment curve): the sampler's seed must not reset training's dropout."""
+    from phf.sampling.generate import load_model, sample
+
+    cfg = load_config("pep8", "conditional", TINY)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = sample(load_model(llama_run / "model"), cfg.sampling, ["", "import"])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert sample(load_model(llama_run / "model"), cfg.sampling, ["", "import"]) == first  # its own seed still

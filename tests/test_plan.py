@@ -48,6 +48,13 @@ def test_gpt2_small_has_its_parameters_and_the_two_control_tokens():
     assert plan.parameters == GPT2_SMALL + 2 * 768
 
 
+def test_a_recipe_that_extends_another_keeps_what_it_changes_under_a_preset():
+    graded = load_config("toxicity", "conditional-graded", preset="paper").objective
+    assert graded.threshold == "p25" and graded.num_levels == 4  # the recipe's own, not the paper's 5.6e-4
+    assert graded.drop_token_fraction == 0.01
+    assert load_config("toxicity", "conditional-guided-w3", preset="paper").sampling.guidance == 3
+
+
 def test_a_preset_is_named_or_refused_with_what_exists(tmp_path):
     with pytest.raises(ConfigError, match="no preset 'big' for task 'pep8'; available: paper"):
         load_config("pep8", "mle", preset="big")
@@ -72,11 +79,24 @@ def test_the_plan_counts_what_training_does(data_dir, tmp_path):
     assert plan.parameters == sum(p.numel() for p in trained.parameters())
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert plan.steps == max(steps) and plan.tokens == json.loads((model_dir / "phf.json").read_text())["tokens_seen"]
-    assert plan.throughput > 0 and plan.measured_memory is not None
-    # memory: 16 bytes a parameter of state, and Korthikanti et al.'s activations of one micro-batch
-    assert plan.memory["weights, gradients and AdamW"] == STATE_BYTES * plan.parameters
-    bf16 = plan.memory["bf16 copies of the weights"] > 0
-    assert plan.memory["activations"] == ACTIVATION_BYTES * (1 if bf16 else 2) * 4 * 32 * 32 * 1
+    assert plan.throughput > 0 and plan.device == "cpu"
+
+
+def test_gpt2_smalls_memory_against_hand_computed_figures():
+    """16 bytes a parameter of weights, gradients and AdamW state; bf16 copies; 34 bytes per token, layer and unit
+    of width of activations (Korthikanti et al. 2022, flash attention); the LM head's gradient over its budget, so
+    one chunk's logits. Planned for a GPU from this CPU: bf16 there whatever this machine computes."""
+    cfg = load_config("toxicity", "mle", preset="paper")
+    plan = plan_training(cfg, device="cuda")
+    n = GPT2_SMALL + 2 * 768
+    assert plan.bf16 and plan.micro_batch == 16
+    assert plan.memory == {"weights, gradients and AdamW": 16 * n, "bf16 copies of the weights": 2 * n,
+                           "activations": 34 * 16 * 1024 * 768 * 12, "LM head": 3 * 4 * 512 * 50259}
+    assert STATE_BYTES == 16 and ACTIVATION_BYTES == 34
+    fp32 = plan_training(load_config("toxicity", "mle", ["training.bf16=false"], preset="paper"), device="cuda")
+    assert fp32.memory["activations"] == 2 * plan.memory["activations"]
+    assert not fp32.memory["bf16 copies of the weights"]
+    assert plan.flops_per_token == 6 * n + 6 * 12 * 1024 * 768
 
 
 def test_dry_runs_print_the_plan_and_write_nothing(tmp_path, capsys):
@@ -92,10 +112,25 @@ def test_dry_runs_print_the_plan_and_write_nothing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| mle | mle | 50,354 | 64 | 0.0005 |" in text and "evaluates conditional's model" in text
     assert "| reference-mle-2x | mle | 100,708 |" in text  # the longer MLE, trained first, on twice the budget
-    assert "Training: 18.3 hours in all" in text
+    assert "Training: 18.3 hours in all, one arm at a time" in text
     assert not out.exists() and not (tmp_path / "exp").exists()
     assert "is neither a local model folder nor in the local cache" in error_of(
         ["train", "--dry-run", "--throughput", "1", "--init-from", "no-such/model"])
+    assert "needs an even head width (model.n_embd / model.n_head = 36 / 4 = 9)" in error_of(
+        ["train", "--dry-run", "--throughput", "1", "model.architecture=llama", "model.n_embd=36", "model.n_head=4"])
+    if not torch.cuda.is_available():
+        assert "a throughput cannot be measured here; give --throughput" in error_of(
+            ["train", "--dry-run", "--device", "cuda"])
+    for flag, value in (("--processes", "0"), ("--throughput", "-5"), ("--throughput", "0")):
+        with pytest.raises(SystemExit):
+            main(["train", "--dry-run", flag, value])
+        assert f"expected a positive {'int' if flag == '--processes' else 'float'}, got '{value}'" in \
+            capsys.readouterr().err
+
+
+def test_a_preset_is_refused_where_a_model_brings_its_own_config(tiny_mle_model):
+    assert "--preset lays a preset over a recipe" in error_of(
+        ["sample", "--model", str(tiny_mle_model), "--preset", "paper"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU measures the plan's memory estimate")

@@ -43,14 +43,30 @@ def _config_args(p: argparse.ArgumentParser, method: str | None = "mle") -> None
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
 
 
-def _plan_args(p: argparse.ArgumentParser) -> None:
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+def _plan_args(p: argparse.ArgumentParser, processes: bool = True) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print what the run will do and cost (parameters, steps, tokens per step, micro-batch and "
                         "accumulation per process, memory, hours) without downloading data or training; the hours "
                         "are at --throughput, else at a throughput measured with a few training steps here")
-    p.add_argument("--processes", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
-                   help="with --dry-run: the processes (GPUs) the run will use (default: WORLD_SIZE, else 1)")
-    p.add_argument("--throughput", type=float, metavar="TOKENS_PER_S",
+    if processes:
+        p.add_argument("--processes", type=_positive(int), default=int(os.environ.get("WORLD_SIZE", 1)),
+                       help="with --dry-run: the processes (GPUs) the run will use (default: WORLD_SIZE, else 1)")
+    p.add_argument("--device", choices=["cuda", "cpu"],
+                   help="with --dry-run: the device the run is for, which decides its precision (training.bf16=auto "
+                        "is bf16 on GPUs) and so its memory (default: this machine's)")
+    p.add_argument("--throughput", type=_positive(float), metavar="TOKENS_PER_S",
                    help="with --dry-run: training tokens per second of all processes together, e.g. from "
                         "benchmarks/gpu_check.py on the machine the run is for (default: measured here)")
 
@@ -90,7 +106,7 @@ def cmd_train(a) -> None:
     if a.dry_run:
         from phf.training.plan import format_plan, plan_training, with_throughput
 
-        plan = with_throughput(cfg, plan_training(cfg, a.processes), a.throughput)
+        plan = with_throughput(cfg, plan_training(cfg, a.processes, device=a.device), a.throughput)
         print(f"phf train --dry-run: {cfg.objective.name} into {output} (nothing is downloaded or trained)")
         print(format_plan(cfg, plan))
         return
@@ -161,6 +177,9 @@ def _model_config(a):
 
     run_config = Path(a.model).parent / "config.yaml"
     if getattr(a, "method", None) is None and run_config.exists():
+        if a.preset:
+            raise PHFError(f"--preset lays a preset over a recipe, but {a.model} is used with the config it was "
+                           f"trained with ({run_config}); add --method to start from the task's recipe instead")
         return build_config(apply(saved_config(run_config), a.overrides, _values(a)))
     return load_config(a.task, getattr(a, "method", None), a.overrides, _values(a), a.preset)
 
@@ -206,7 +225,7 @@ def cmd_experiment(a) -> None:
         from phf.experiment import plan_experiment
 
         print(plan_experiment(a.task, methods, a.output, a.overrides, a.seeds, a.finetune, _values(a), a.preset,
-                              a.processes, a.throughput, a.parallel, a.reference))
+                              a.device, a.throughput, a.reference))
         return
     run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.reference, a.redteam,
                    values=_values(a), preset=a.preset)
@@ -385,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redteam", action="store_true",
                    help="also red-team every arm (redteam.* settings) with one red LM: redteam.red_lm, else the KL "
                         "reference, else the first arm's model")
-    _plan_args(p)
+    _plan_args(p, processes=False)  # an experiment trains each arm in one process
     _config_args(p, method=None)
     p.set_defaults(func=cmd_experiment)
 

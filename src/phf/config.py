@@ -542,15 +542,16 @@ def updated(cfg: Config, values: dict) -> Config:
     return build_config(apply(cfg.model_dump(), values=values))
 
 
-def _read_recipe(path: Path, task: str, chain: tuple[Path, ...] = ()) -> dict:
-    """A method recipe's mapping. One with `extends: BASE` is BASE's (read the same way) with its own keys merged
-    on top. BASE is a YAML path (.yaml/.yml) relative to the recipe's folder, or a recipe name: `BASE.yaml` beside
-    the recipe, else the task's recipe of that name (so your own recipe file may extend a shipped one)."""
+def _recipe_chain(path: Path, task: str, chain: tuple[Path, ...] = ()) -> list[dict]:
+    """A method recipe's mapping, and before it those of the recipes it extends, the base first (merged in that
+    order, each `extends: BASE` takes BASE's keys and changes some). BASE is a YAML path (.yaml/.yml) relative to
+    the recipe's folder, or a recipe name: `BASE.yaml` beside the recipe, else the task's recipe of that name (so
+    your own recipe file may extend a shipped one)."""
     chain += (path.resolve(),)
     data = _read_yaml(path)
     base = data.pop("extends", None)
     if base is None:
-        return data
+        return [data]
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{path}: extends must name a recipe or a YAML path, got {base!r}")
     if Path(base).suffix in (".yaml", ".yml"):
@@ -564,18 +565,22 @@ def _read_recipe(path: Path, task: str, chain: tuple[Path, ...] = ()) -> dict:
     if found.resolve() in chain:
         names = [p.name for p in chain + (found.resolve(),)]
         raise ConfigError(f"{path}: recipes extend one another in a cycle: {' -> '.join(names)}")
-    return merge(_read_recipe(found, task, chain), data)
+    return [*_recipe_chain(found, task, chain), data]
 
 
 def load_config(task: str = "pep8", method: str | None = None, overrides: list[str] = (),
                 values: dict | None = None, preset: str | None = None) -> Config:
     """The task's recipe, the method's on top, then the preset's (the same for every method, then its `objectives`
-    entry for the method's objective), then the overrides and flag values."""
+    entry for the method's objective), then the overrides and flag values. A method recipe that extends another
+    (conditional-graded extends conditional) keeps what it changes: its own keys come again after the preset."""
     raw = _read_yaml(_recipe(task, "task"))
-    if method:
-        raw = merge(raw, _read_recipe(_recipe(task, method), task))
+    chain = _recipe_chain(_recipe(task, method), task) if method else []
+    for layer in chain:
+        raw = merge(raw, layer)
     if preset:
         raw = _with_preset(raw, _preset(task, preset))
+        for layer in chain[1:]:
+            raw = merge(raw, layer)
     return build_config(apply(raw, overrides, values))
 
 

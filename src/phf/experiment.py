@@ -91,8 +91,8 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
 
 def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
                     seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None,
-                    preset: str | None = None, processes: int = 1, throughput: float | None = None,
-                    parallel: int = 1, kl_reference: str | None = None) -> str:
+                    preset: str | None = None, device: str | None = None, throughput: float | None = None,
+                    kl_reference: str | None = None) -> str:
     """`phf experiment --dry-run`: every arm's training plan (phf.training.plan) as a table, and the total (with the
     longer MLE that `kl_reference="longer-mle"` trains first). The throughput is `throughput`, else measured once
     per model shape and micro-batch."""
@@ -112,7 +112,7 @@ def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: lis
             base = plans[arm.starts_from]
             cfg = updated(cfg, {"model.init_from": None})
             tokens_already = max(1, round(arm.starts_at * base.steps)) * base.tokens_per_step
-        plan = plan_training(cfg, processes, tokens_already)
+        plan = plan_training(cfg, tokens_already=tokens_already, device=device)
         key = json.dumps([cfg.model.model_dump(), plan.micro_batch, cfg.training.bf16], default=str)
         if throughput is None and key in measured:
             plan.throughput, plan.throughput_note, plan.measured_memory = measured[key]
@@ -130,9 +130,8 @@ def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: lis
     return "\n".join([
         f"phf experiment --dry-run: {len(arms)} arms into {out_dir} (nothing is downloaded or trained)",
         "", f"The first arm, {first.name}:", format_plan(first.cfg, plans[first.name]), "", markdown(header, rows),
-        f"Training: {duration(total)} in all" + (f", about {duration(total / parallel)} with --parallel {parallel} "
-                                                 "if the arms do not slow one another" if parallel > 1 else "")
-        + ". Scoring the corpus, the evaluations and red teaming come on top.",
+        f"Training: {duration(total)} in all, one arm at a time on one process each (arms side by side, --parallel, "
+        "share the device). Scoring the corpus, the evaluations and red teaming come on top.",
     ])
 
 

@@ -21,14 +21,14 @@ from phf.data.packing import tag_segments
 from phf.errors import PHFError
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.model_folder import ModelInfo
-from phf.sampling.generate import LoadedModel, context_window, load_model, sample
+from phf.sampling.generate import LoadedModel, context_window, default_device, load_model, sample
 
 
 def _load(model: str) -> LoadedModel:
     if Path(model).is_dir() or model.startswith(("/", ".")):  # a path, never to be looked up on the hub
         return load_model(model)
     try:  # a hub name (users online); never a phf model, so unconditional
-        hf_model = AutoModelForCausalLM.from_pretrained(model).eval()
+        hf_model = AutoModelForCausalLM.from_pretrained(model).to(default_device()).eval()
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as e:
         raise PHFError(f"cannot load model {model!r}: no such folder, and the hub says: {e}") from None

@@ -145,7 +145,7 @@ def _left_padded(contexts: list[list[int]], pad: int, device: torch.device) -> t
 @torch.no_grad()
 def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: str = "sampling") -> list[str]:
     """One continuation per entry of `prompts` ("" = unconditional); control tokens stripped, cut at EOS."""
-    tok, model = loaded.tokenizer, loaded.model
+    model = loaded.model
     if cfg.guidance and not loaded.conditional:
         raise PHFError("sampling.guidance contrasts control tokens: it needs a model trained with conditional training")
     if cfg.guidance and cfg.tags == "none":
@@ -158,32 +158,40 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
         raise PHFError(f"sampling.max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the "
                        f"model's {context_window(model.config)} positions")
     sampler = NucleusSampler(cfg.temperature, cfg.top_p)
-    torch.manual_seed(cfg.seed)
+    # The sampler's own seed, leaving the caller's random state as it was: training samples mid-run (the
+    # misalignment curve), and its dropout and data order must not restart from this seed after each point.
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        return [text for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch")
+                for text in _sample_batch(loaded, cfg, prompts[start:start + cfg.batch_size], level, room, suppress,
+                                          control, sampler)]
+
+
+def _sample_batch(loaded: LoadedModel, cfg: SamplingConfig, batch: list[str], level: str | None, room: int,
+                  suppress: list[int], control: set[int], sampler: NucleusSampler) -> list[str]:
+    tok, model = loaded.tokenizer, loaded.model
+    # A prompt too long for the context keeps its end, the part the continuation follows.
+    input_ids, attention_mask = _left_padded([context_ids(loaded, p, level)[-room:] for p in batch],
+                                             tok.eos_token_id, model.device)
+    processors = [SuppressTokensLogitsProcessor(suppress)] if suppress else []
+    if cfg.guidance:
+        # The misaligned context has the same length (one tag for one tag), so the same padding.
+        misaligned_ids, _ = _left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id,
+                                         model.device)
+        # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
+        processors.insert(0, MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask))
+    # The sampler draws the token and comes last; generation is then greedy (do_sample=False), so that
+    # transformers adds no warper of its own (not even from the model's generation_config).
+    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                         logits_processor=LogitsProcessorList([*processors, sampler]),
+                         max_new_tokens=cfg.max_new_tokens,
+                         min_new_tokens=min(cfg.min_new_tokens, cfg.max_new_tokens),
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, use_cache=True)
     texts = []
-    for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=desc, unit="batch"):
-        # A prompt too long for the context keeps its end, the part the continuation follows.
-        batch = prompts[start:start + cfg.batch_size]
-        input_ids, attention_mask = _left_padded([context_ids(loaded, p, level)[-room:] for p in batch],
-                                                 tok.eos_token_id, model.device)
-        processors = [SuppressTokensLogitsProcessor(suppress)] if suppress else []
-        if cfg.guidance:
-            # The misaligned context has the same length (one tag for one tag), so the same padding.
-            misaligned_ids, _ = _left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id,
-                                             model.device)
-            # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
-            processors.insert(0, MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask))
-        # The sampler draws the token and comes last; generation is then greedy (do_sample=False), so that
-        # transformers adds no warper of its own (not even from the model's generation_config).
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
-                             logits_processor=LogitsProcessorList([*processors, sampler]),
-                             max_new_tokens=cfg.max_new_tokens,
-                             min_new_tokens=min(cfg.min_new_tokens, cfg.max_new_tokens),
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, use_cache=True)
-        width = input_ids.shape[1]
-        for row in out[:, width:].tolist():
-            if tok.eos_token_id in row:
-                row = row[:row.index(tok.eos_token_id)]
-            texts.append(tok.decode([t for t in row if t not in control], skip_special_tokens=False))
+    for row in out[:, input_ids.shape[1]:].tolist():
+        if tok.eos_token_id in row:
+            row = row[:row.index(tok.eos_token_id)]
+        texts.append(tok.decode([t for t in row if t not in control], skip_special_tokens=False))
     return texts
 
 

@@ -38,10 +38,17 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
             # (docs/method.md, objective 3).
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         return model
-    if cfg.n_embd % cfg.n_head:
-        raise PHFError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
+    check_shape(cfg)
     config, model_class = ARCHITECTURES[cfg.architecture](cfg, len(tokenizer), tokenizer.eos_token_id)
     return (with_value_head(model_class) if value_head else model_class)(config)
+
+
+def check_shape(cfg: ModelConfig) -> None:
+    if cfg.n_embd % cfg.n_head:
+        raise PHFError(f"model.n_embd ({cfg.n_embd}) must be a multiple of model.n_head ({cfg.n_head})")
+    if cfg.architecture == "llama" and cfg.n_embd // cfg.n_head % 2:  # rotary positions turn pairs of dimensions
+        raise PHFError(f"model.architecture=llama needs an even head width (model.n_embd / model.n_head = "
+                       f"{cfg.n_embd} / {cfg.n_head} = {cfg.n_embd // cfg.n_head})")
 
 
 def model_class_of(config: PretrainedConfig) -> type[PreTrainedModel]:

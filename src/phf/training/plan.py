@@ -11,7 +11,6 @@ AdamW) of the configured model on random tokens, on this machine's device.
 from __future__ import annotations
 
 import math
-import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from phf.data.tokenizer import CONTROL_TOKENS
 from phf.errors import PHFError
 from phf.objectives.nll import CHUNK_TOKENS, KEEP_GRADIENT_BYTES, model_token_nll
 from phf.sampling.generate import default_device
-from phf.training.model import ARCHITECTURES, bf16_supported, model_class_of, use_fast_attention
+from phf.training.model import ARCHITECTURES, bf16_supported, check_shape, model_class_of, use_fast_attention
 from phf.training.train import micro_batches, optimizer_steps, tokens_seen_by
 
 GIB = 2**30
@@ -34,7 +33,9 @@ GIB = 2**30
 STATE_BYTES = 16
 # Activation bytes per token, per layer, per unit of width, kept for backward by a transformer block in 16-bit:
 # 34 (Korthikanti et al. 2022, "Reducing Activation Recomputation", eq. 1, without the 5as/h of the attention
-# matrices, which flash attention never stores). Dropout masks are counted, so it is an upper bound without dropout.
+# matrices, which flash attention never stores). It counts GPT-2's block with dropout masks; under autocast the
+# residual stream and the norms' inputs stay fp32, and Llama's SwiGLU keeps three hidden-width tensors, so a real
+# step may keep some 10-20% more (benchmarks/gpu_check.py measures a step's peak where a GPU is lent).
 ACTIVATION_BYTES = 34
 
 
@@ -54,7 +55,9 @@ class Plan:
     memory: dict[str, float]  # bytes per process, by part
     throughput: float | None = None  # tokens per second, all processes together
     throughput_note: str = ""
-    measured_memory: float | None = None  # bytes: the peak of the measured steps above the memory before them
+    device: str = "cpu"  # the device the plan is for, which decides the precision
+    bf16: bool = False
+    measured_memory: float | None = None  # bytes: CUDA's peak allocation in the measured steps, model included
 
     @property
     def tokens(self) -> int:
@@ -84,6 +87,7 @@ def model_config(cfg: Config, vocab_size: int):
     """The transformers config of the model `phf train` will build: `model.init_from`'s (from a local folder or the
     cache), its vocabulary grown to `vocab_size`, or a fresh one of `model.architecture`."""
     if not cfg.model.init_from:
+        check_shape(cfg.model)
         return ARCHITECTURES[cfg.model.architecture](cfg.model, vocab_size, 0)[0]
     try:
         config = AutoConfig.from_pretrained(cfg.model.init_from, local_files_only=True)
@@ -94,9 +98,10 @@ def model_config(cfg: Config, vocab_size: int):
     return config
 
 
-def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = None) -> Plan:
-    """The plan of `phf train` with `cfg` on `processes` processes (`tokens_already`: those the starting checkpoint
-    has seen; by default read from it)."""
+def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = None,
+                  device: str | None = None) -> Plan:
+    """The plan of `phf train` with `cfg` on `processes` processes of `device` ("cuda" or "cpu"; default: this
+    machine's), `tokens_already` being those the starting checkpoint has seen (by default read from it)."""
     vocab_size, vocab_note = planned_vocabulary(cfg)
     config = model_config(cfg, vocab_size)
     with torch.device("meta"):
@@ -108,7 +113,10 @@ def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = 
     steps, tokens_per_step = optimizer_steps(cfg, tokens_already)
     layers, width = config.num_hidden_layers, config.hidden_size
     block = cfg.model.block_size
-    bf16 = _bf16(cfg, default_device())
+    device = torch.device(device) if device else default_device()
+    # bf16 where the device computes it natively: every GPU phf is run on at scale (Ampere and later) does
+    bf16 = (bf16_supported(device) if device == default_device() else device.type == "cuda") \
+        if cfg.training.bf16 == "auto" else cfg.training.bf16
     tokens = micro * block
     head_gradient = tokens * vocab_size * (2 if bf16 else 4)
     memory = {
@@ -122,31 +130,29 @@ def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = 
     # attention's score and value products (half of PaLM's 12 L T C, appendix B: the other half is masked).
     flops = 6 * parameters + 6 * layers * block * width
     return Plan(parameters, embeddings, vocab_size, vocab_note, steps, tokens_per_step, tokens_already, processes,
-                micro, accumulation, flops, memory)
-
-
-def _bf16(cfg: Config, device: torch.device) -> bool:
-    return bf16_supported(device) if cfg.training.bf16 == "auto" else cfg.training.bf16
+                micro, accumulation, flops, memory, device=device.type, bf16=bf16)
 
 
 def measure_throughput(cfg: Config, plan: Plan, steps: int = 3) -> Plan:
     """`plan` with the tokens per second of one process training `cfg`'s model on micro-batches of random tokens:
     one untimed step, then the median of `steps` (phf's LM-head NLL, its mean's backward, an AdamW step), times the
-    plan's processes (assuming they scale linearly); and the peak memory of those steps above the memory before
-    them (CUDA: allocated; CPU: the process's peak resident memory, an upper bound)."""
+    plan's processes (assuming they scale linearly); on a GPU also the peak memory of those steps."""
     device = default_device()
-    bf16 = _bf16(cfg, device)
-    before = _memory(device)
+    if device.type != plan.device:
+        raise PHFError(f"the plan is for {plan.device} and this machine trains on {device.type}: a throughput "
+                       "cannot be measured here; give --throughput")
     config = model_config(cfg, plan.vocab_size)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     model = model_class_of(config)(config).to(device).train()
-    use_fast_attention(model, device, bf16, cfg.model.block_size)
+    use_fast_attention(model, device, plan.bf16, cfg.model.block_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.training.learning_rate)
     ids = torch.randint(plan.vocab_size, (plan.micro_batch, cfg.model.block_size), device=device)
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            nll, _ = model_token_nll(model, ids, torch.bfloat16 if bf16 else None)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.bf16):
+            nll, _ = model_token_nll(model, ids, torch.bfloat16 if plan.bf16 else None)
         nll.mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -156,25 +162,12 @@ def measure_throughput(cfg: Config, plan: Plan, steps: int = 3) -> Plan:
     per_process = plan.micro_batch * cfg.model.block_size / statistics.median(times[1:])
     plan.throughput = per_process * plan.processes
     plan.throughput_note = (f"{per_process:,.0f} tokens/s measured on one {device.type} process ("
-                            f"{'bf16' if bf16 else 'fp32'}, median of {steps} steps of {plan.micro_batch} x "
+                            f"{'bf16' if plan.bf16 else 'fp32'}, median of {steps} steps of {plan.micro_batch} x "
                             f"{cfg.model.block_size} random tokens)"
                             + (f" times {plan.processes} processes" if plan.processes > 1 else ""))
-    plan.measured_memory = _peak_memory(device) - before
+    if device.type == "cuda":
+        plan.measured_memory = torch.cuda.max_memory_allocated()
     return plan
-
-
-def _memory(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated()
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_memory(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def with_throughput(cfg: Config, plan: Plan, throughput: float | None) -> Plan:
@@ -212,9 +205,9 @@ def format_plan(cfg: Config, plan: Plan) -> str:
                                                                   if plan.tokens_already else "")
         + f"); learning rate {t.learning_rate:g}, warm-up {math.ceil(t.warmup_fraction * plan.steps):,} steps, "
         f"{t.lr_scheduler} decay",
-        f"memory      about {size(memory)} per process, estimated ({parts})"
-        + (f"; {size(plan.measured_memory)} measured above the start in the timed steps"
-           if plan.measured_memory is not None else ""),
+        f"memory      about {size(memory)} per process on {plan.device} in {'bf16' if plan.bf16 else 'fp32'}, "
+        f"estimated ({parts})" + (f"; {size(plan.measured_memory)} measured at the peak of the timed steps"
+                                  if plan.measured_memory is not None else ""),
         f"compute     {plan.flops_per_token:.3g} FLOPs per token, {plan.flops_per_token * plan.tokens:.3g} in all",
     ]
     if plan.throughput:
