@@ -169,8 +169,8 @@ def test_guidance_is_l_aligned_plus_w_times_the_difference_also_for_left_padded_
     prompts = ["", "def f(a,b):\n    return a\n"]  # contexts of different lengths: the first is left-padded
     aligned = [context_ids(loaded, p) for p in prompts]
     worst = [context_ids(loaded, p, "worst") for p in prompts]
-    ids, mask = _left_padded(aligned, loaded.tokenizer.eos_token_id)
-    worst_ids, _ = _left_padded(worst, loaded.tokenizer.eos_token_id)
+    ids, mask = _left_padded(aligned, loaded.tokenizer.eos_token_id, model.device)
+    worst_ids, _ = _left_padded(worst, loaded.tokenizer.eos_token_id, model.device)
     guidance = MisalignedGuidance(model, w, worst_ids, mask)
 
     def alone(context):  # the next-token log-probabilities of one unpadded context
