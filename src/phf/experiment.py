@@ -97,12 +97,11 @@ def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: lis
     longer MLE that `kl_reference="longer-mle"` trains first). The throughput is `throughput`, else measured once
     per model shape and micro-batch."""
     from phf.training.plan import duration, format_plan, plan_training, size, with_throughput
+    from phf.training.train import snapshot_step
 
     arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values, preset)
     if kl_reference == LONGER_MLE:
-        tokens = 2 * arms[0].cfg.training.num_tokens
-        arms.insert(0, Arm(REFERENCE_ARM, load_config(task, "mle", overrides, {**(values or {}),
-                                                                              "training.num_tokens": tokens}, preset)))
+        arms.insert(0, Arm(REFERENCE_ARM, reference_config(task, overrides, values, preset, arms[0].cfg)))
     plans, measured = {}, {}
     for arm in arms:
         if arm.model_of:
@@ -111,7 +110,7 @@ def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: lis
         if arm.starts_from:  # its start is a snapshot not yet taken: the same model after a share of the steps
             base = plans[arm.starts_from]
             cfg = updated(cfg, {"model.init_from": None})
-            tokens_already = max(1, round(arm.starts_at * base.steps)) * base.tokens_per_step
+            tokens_already = snapshot_step(arm.starts_at, base.steps) * base.tokens_per_step
         plan = plan_training(cfg, tokens_already=tokens_already, device=device)
         key = json.dumps([cfg.model.model_dump(), plan.micro_batch, cfg.training.bf16], default=str)
         if throughput is None and key in measured:
@@ -203,6 +202,12 @@ LONGER_MLE = "longer-mle"  # --kl-reference: an MLE arm trained on twice the bud
 REFERENCE_ARM = "reference-mle-2x"
 
 
+def reference_config(task: str, overrides: list[str], values: dict | None, preset: str | None, base: Config) -> Config:
+    """The config of the longer MLE: the task's MLE on twice the token budget of the arms (`base`: the first)."""
+    return load_config(task, "mle", overrides, {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens},
+                       preset)
+
+
 def train_reference(cfg: Config, data_dir: Path, run_dir: Path) -> Path:
     """The KL reference of an experiment: MLE on twice the arms' token budget (the same data, tokenizer
     and model size), trained once and reused. Returns its model folder."""
@@ -263,9 +268,8 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     for arm in arms:  # shared inputs are prepared once, before arms run side by side
         prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
     if kl_reference == LONGER_MLE:
-        reference_cfg = load_config(task, "mle", overrides,
-                                    {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens}, preset)
-        kl_reference = str(train_reference(reference_cfg, data_dir, out_dir / REFERENCE_ARM))
+        kl_reference = str(train_reference(reference_config(task, overrides, values, preset, base), data_dir,
+                                           out_dir / REFERENCE_ARM))
     for arm in arms:
         arm.cfg = updated(arm.cfg, {"evaluation.kl_reference": kl_reference or arm.cfg.evaluation.kl_reference})
 

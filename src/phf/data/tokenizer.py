@@ -35,6 +35,11 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: Path) -> PreTraine
     return load_tokenizer(str(out_dir))
 
 
+def missing_tokens(vocab, control_tokens: Iterable[str] = ()) -> list[str]:
+    """The paper's two control tokens and `control_tokens` that `vocab` lacks: what load_tokenizer adds."""
+    return [t for t in dict.fromkeys([*CONTROL_TOKENS, *control_tokens]) if t not in vocab]
+
+
 def load_tokenizer(name_or_path: str, control_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """Load a tokenizer (a path, or a hub name for users online) and make sure it has EOS, a pad
     token, the paper's two control tokens and `control_tokens`. Control tokens added here are new
@@ -45,8 +50,7 @@ def load_tokenizer(name_or_path: str, control_tokens: Iterable[str] = ()) -> Pre
         raise PHFError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
     if tokenizer.eos_token is None:
         raise PHFError(f"tokenizer {name_or_path!r} has no EOS token; phf separates documents with it")
-    vocab = tokenizer.get_vocab()
-    missing = [t for t in dict.fromkeys([*CONTROL_TOKENS, *control_tokens]) if t not in vocab]
+    missing = missing_tokens(tokenizer.get_vocab(), control_tokens)
     if missing:
         tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
     if tokenizer.pad_token is None:

@@ -11,9 +11,7 @@ from transformers import (
     MODEL_FOR_CAUSAL_LM_MAPPING,
     AutoConfig,
     GPT2Config,
-    GPT2LMHeadModel,
     LlamaConfig,
-    LlamaForCausalLM,
     PretrainedConfig,
     PreTrainedModel,
 )
@@ -39,7 +37,8 @@ def build_model(cfg: ModelConfig, tokenizer, value_head: bool = False) -> PreTra
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         return model
     check_shape(cfg)
-    config, model_class = ARCHITECTURES[cfg.architecture](cfg, len(tokenizer), tokenizer.eos_token_id)
+    config = ARCHITECTURES[cfg.architecture](cfg, len(tokenizer), tokenizer.eos_token_id)
+    model_class = model_class_of(config)
     return (with_value_head(model_class) if value_head else model_class)(config)
 
 
@@ -59,7 +58,7 @@ def model_class_of(config: PretrainedConfig) -> type[PreTrainedModel]:
         raise PHFError(f"a {type(config).__name__} model is not a causal LM") from None
 
 
-def gpt2(cfg: ModelConfig, vocab_size: int, eos: int) -> tuple[PretrainedConfig, type]:
+def gpt2(cfg: ModelConfig, vocab_size: int, eos: int) -> GPT2Config:
     """The paper's architecture (GPT-2 small is 12 x 768 with 12 heads)."""
     return GPT2Config(
         vocab_size=vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
@@ -68,10 +67,10 @@ def gpt2(cfg: ModelConfig, vocab_size: int, eos: int) -> tuple[PretrainedConfig,
         # GPT-2's tanh-approximated GELU (`gelu_new`) as one fused kernel: the same function, 2x faster fwd+bwd on
         # a CPU (benchmarks/README.md), and a name every transformers release loads.
         activation_function="gelu_pytorch_tanh",
-    ), GPT2LMHeadModel
+    )
 
 
-def llama(cfg: ModelConfig, vocab_size: int, eos: int) -> tuple[PretrainedConfig, type]:
+def llama(cfg: ModelConfig, vocab_size: int, eos: int) -> LlamaConfig:
     """Llama's block (Touvron et al. 2023): rotary positions, SwiGLU, RMSNorm, no biases, as transformers builds it.
     The SwiGLU hidden width is 8/3 of the residual stream, rounded up to a multiple of 64 (Llama's own rounds to 256,
     too coarse for small models), so that its three matrices hold about the parameters of GPT-2's two 4x ones. The
@@ -82,7 +81,7 @@ def llama(cfg: ModelConfig, vocab_size: int, eos: int) -> tuple[PretrainedConfig
         num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
         max_position_embeddings=cfg.block_size, attention_dropout=cfg.dropout, rms_norm_eps=1e-5,
         tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos,
-    ), LlamaForCausalLM
+    )
 
 
 ARCHITECTURES = {"gpt2": gpt2, "llama": llama}

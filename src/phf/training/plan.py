@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from phf.config import Config
 from phf.data.control import control_tokens
-from phf.data.tokenizer import CONTROL_TOKENS
+from phf.data.tokenizer import CONTROL_TOKENS, missing_tokens
 from phf.errors import PHFError
 from phf.objectives.nll import CHUNK_TOKENS, KEEP_GRADIENT_BYTES, model_token_nll
 from phf.sampling.generate import default_device
@@ -71,16 +71,16 @@ class Plan:
 def planned_vocabulary(cfg: Config) -> tuple[int, str]:
     """The vocabulary `phf train` will have: the trained BPE's size, or the pretrained tokenizer's (from the local
     cache; a dry run downloads nothing), plus the control tokens the objective adds."""
-    added = dict.fromkeys([*CONTROL_TOKENS, *control_tokens(cfg)])
+    added = control_tokens(cfg)
     if not cfg.tokenizer.pretrained:  # the BPE's vocabulary holds EOS and the paper's two control tokens
-        extra = len(set(added) - set(CONTROL_TOKENS))
-        return cfg.tokenizer.vocab_size + extra, "a byte-level BPE trained on the corpus"
+        return (cfg.tokenizer.vocab_size + len(missing_tokens(CONTROL_TOKENS, added)),
+                "a byte-level BPE trained on the corpus")
     try:
         vocab = AutoTokenizer.from_pretrained(cfg.tokenizer.pretrained, local_files_only=True).get_vocab()
     except (OSError, ValueError):
-        return (cfg.tokenizer.vocab_size + len(added),
+        return (cfg.tokenizer.vocab_size + len(missing_tokens((), added)),
                 f"{cfg.tokenizer.pretrained}'s, taken as tokenizer.vocab_size: it is not in the local cache")
-    return len(vocab) + sum(t not in vocab for t in added), f"{cfg.tokenizer.pretrained}'s"
+    return len(vocab) + len(missing_tokens(vocab, added)), f"{cfg.tokenizer.pretrained}'s"
 
 
 def model_config(cfg: Config, vocab_size: int):
@@ -88,7 +88,7 @@ def model_config(cfg: Config, vocab_size: int):
     cache), its vocabulary grown to `vocab_size`, or a fresh one of `model.architecture`."""
     if not cfg.model.init_from:
         check_shape(cfg.model)
-        return ARCHITECTURES[cfg.model.architecture](cfg.model, vocab_size, 0)[0]
+        return ARCHITECTURES[cfg.model.architecture](cfg.model, vocab_size, 0)
     try:
         config = AutoConfig.from_pretrained(cfg.model.init_from, local_files_only=True)
     except (OSError, ValueError):

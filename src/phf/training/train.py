@@ -20,6 +20,7 @@ from phf.evaluation.curve import MisalignmentCurve
 from phf.model_card import write_card
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
 from phf.objectives import build_objective, method_of
+from phf.sampling.generate import default_device
 from phf.training import run_folder
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
@@ -57,13 +58,18 @@ def optimizer_steps(cfg: Config, tokens_already: int = 0) -> tuple[int, int]:
     return steps, tokens_per_step
 
 
+def snapshot_step(fraction: float, steps: int) -> int:
+    """The optimiser step at which the snapshot of `fraction` of `steps` is taken (at least the first)."""
+    return max(1, round(fraction * steps))
+
+
 def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> tuple[TrainingArguments, int]:
     """TrainingArguments for what is left of the token budget; returns them and the tokens per optimiser step."""
     t = cfg.training
     # WORLD_SIZE: the processes started by torchrun or accelerate launch
     micro, accumulation = micro_batches(t, int(os.environ.get("WORLD_SIZE", 1)))
     max_steps, tokens_per_step = optimizer_steps(cfg, tokens_already)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     bf16 = bf16_supported(device) if t.bf16 == "auto" else t.bf16
     args = TrainingArguments(
         output_dir=str(run_dir),
@@ -131,7 +137,7 @@ class Snapshots(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         for fraction in self.fractions:
-            if state.global_step == max(1, round(fraction * state.max_steps)):
+            if state.global_step == snapshot_step(fraction, state.max_steps):
                 folder = Path(args.output_dir) / f"snapshot-{fraction:g}"
                 # Every process calls the Trainer's save, which writes from rank 0 only: under FSDP,
                 # gathering the sharded weights is a collective that all processes must join.
