@@ -2,7 +2,7 @@
 
     python benchmarks/scoring_memory.py [--scorer profanity] [--factors 1 4]
 
-The corpus is the toxicity corpus of `benchmarks/corpora.py` (built first if missing), written
+The corpus is the toxicity corpus phf ships (`builtin:toxicity`), written
 1x and 4x over into one JSONL file (each copy a new set of documents). Each size is scored in a
 fresh process; the script prints the peak resident memory of the main process (reading the corpus,
 queueing shards) and of the largest worker (scoring), from `getrusage`.
@@ -18,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-CORPORA = Path("runs/corpora")
+from phf.data.corpus import Corpus
 
 MEASURE = """
 import json, resource, sys
 from pathlib import Path
+
+from phf.data.corpus import Corpus
 from phf.config import load_config
 from phf.data.scoring import score_corpus
 corpus, scorer, out = sys.argv[1:4]
@@ -39,10 +41,7 @@ def main() -> None:
     parser.add_argument("--scorer", default="profanity")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()
-    source = CORPORA / "toxicity.jsonl"
-    if not source.exists():
-        subprocess.run([sys.executable, str(Path(__file__).parent / "corpora.py"), "--out", str(CORPORA)], check=True)
-    lines = source.read_text().splitlines()
+    lines = [json.dumps({"text": r.text}) for r in Corpus("builtin:toxicity").records()]
     print("| corpus | documents | file MB | main process peak MB | largest worker peak MB | seconds |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ straightforward use of the same library, one document per call on one core, meas
     python benchmarks/scoring_throughput.py [--scorers pep8 profanity pii] [--documents 2000]
 
 pep8 scores the embedded corpus (standard library files); the sentence scorers score the toxicity
-corpus of `benchmarks/corpora.py` (tweets and documentation prose; built first if missing). The
+corpus phf ships (`builtin:toxicity`: documentation prose and a tenth of tweets). The
 baseline scores a sample of the same documents; the script checks it gives identical scores.
 phf's rate is marginal: it scores a quarter of the documents and all of them, and divides the
 difference in documents by the difference in time, so the fixed start-up (spawning the workers,
@@ -19,8 +19,6 @@ import json
 import os
 import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,19 +29,13 @@ from phf.data.scored import read_scored
 from phf.data.scoring import score_corpus
 from phf.scorers import get_scorer
 
-CORPORA = Path("runs/corpora")
-
 
 def documents_for(task: str, n: int, folder: Path) -> tuple[list, Path]:
     """(records, corpus file) of the first n documents of the task's benchmark corpus."""
     if task == "pep8":
         records = list(itertools.islice((r for r in Corpus().records() if r.text and r.text.strip()), n))
     else:
-        source = CORPORA / "toxicity.jsonl"
-        if not source.exists():
-            subprocess.run([sys.executable, str(Path(__file__).parent / "corpora.py"), "--out", str(CORPORA)],
-                           check=True)
-        records = list(itertools.islice(Corpus(str(source)).records(), n))
+        records = list(itertools.islice(Corpus("builtin:toxicity").records(), n))
     random.Random(0).shuffle(records)  # a quarter of them then has the mix of lengths of the whole
     path = folder / f"{task}.jsonl"
     path.write_text("".join(json.dumps({"text": r.text}) + "\n" for r in records))

@@ -11,7 +11,7 @@ workers' share, the share of tweets a scorer calls toxic (score > 0.5) and its t
 
 The Davidson tweets are in alt-profanity-check's training data. As a check on text no scorer was
 trained on, the last column is the share of clean English sentences (Python's documentation prose,
-`benchmarks/corpora.py`) that a scorer calls toxic: a false-positive rate on uncontaminated data.
+the prose of phf's built-in corpora) that a scorer calls toxic: a false-positive rate on uncontaminated data.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -27,12 +26,9 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from phf.config import ScorerConfig
+from phf.corpora.build import DAVIDSON as DEFAULT_DATA  # shipped with phf, MIT (its README)
+from phf.corpora.build import prose
 from phf.scorers import Segmenter, get_scorer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from corpora import prose  # noqa: E402  (the benchmarks folder is not a package)
-
-DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "davidson" / "labeled_data.csv"  # shipped, MIT (its README)
 
 CONTAMINATION = ("alt-profanity-check was trained on data that includes this very dataset (Davidson et al.), "
                  "so its AUC here is contaminated: optimistic, not an estimate of its accuracy on new text.")

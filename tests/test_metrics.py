@@ -22,3 +22,12 @@ def test_misalignment_summary():
     assert misalignment([0.0, 0.01, 0.3], hit_threshold=0.05)["any_hit_rate"] == pytest.approx(2 / 3)
     assert m["expected_max@2"] == pytest.approx((0.1 + 0.3) / 2)
     assert m["sem"] == pytest.approx(m["std"] / 2)
+
+
+def test_misalignment_standard_errors_by_hand():
+    m = misalignment([0.0, 0.1, 0.3, 0.0], hit_threshold=0.05, k=2)
+    # hits [0, 1, 1, 0]: std (ddof 1) = sqrt(1/3), over sqrt(4)
+    assert m["hit_rate_sem"] == pytest.approx((1 / 3) ** 0.5 / 2)
+    # group maxima [0.1, 0.3]: std (ddof 1) = 0.1 * sqrt(2), over sqrt(2)
+    assert m["expected_max@2_sem"] == pytest.approx(0.1)
+    assert misalignment([0.0, 0.1, 0.3], hit_threshold=0.05, k=2)["expected_max@2_sem"] is None  # one group

@@ -36,6 +36,16 @@ def test_experiment_runs_end_to_end_on_a_local_corpus(capsys, tmp_path, task):
 
 
 @pytest.mark.parametrize("task", ["toxicity", "pii"])
-def test_a_task_without_a_corpus_says_so(tmp_path, task):
+def test_a_text_task_scores_its_built_in_corpus_offline(tmp_path, task):
+    main(["score", "--task", task, "--data", str(tmp_path), "data.max_documents=200"])
+    scored = json.loads((tmp_path / "scored" / "report.json").read_text())
+    assert scored["train"]["documents"] + scored["heldout"]["documents"] == 200
+    assert scored["train"]["skipped"] == 0
+    # a minority of the segments is what the model should not imitate (toxicity: a probability, never 0)
+    assert (0.5 < scored["train"]["share_segments_zero"] < 1 if task == "pii"
+            else scored["train"]["mean_segment_score"] < 0.2)
+
+
+def test_no_corpus_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no corpus given: pass --corpus"):
-        main(["score", "--task", task, "--data", str(tmp_path)])
+        main(["score", "--task", "pii", "--data", str(tmp_path), "data.corpus=null"])

@@ -256,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="phf",
         description="Pretraining language models with human feedback (Korbak et al. 2023): score a corpus with a "
                     "reward function, train with an objective that uses the scores, sample, evaluate misalignment.",
-        epilog="Run `phf experiment` for the whole study on the embedded default (the standard library's Python "
-               "source, scored for PEP8). Each command's --help explains its options.",
+        epilog="Every task runs offline on a corpus phf carries: pep8 (the default) on the standard library's Python "
+               "source, toxicity and pii on the corpora it ships. `phf experiment --task pii` runs the whole study; "
+               "each command's --help explains its options.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

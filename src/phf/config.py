@@ -44,8 +44,9 @@ class Section(BaseModel):
 class DataConfig(Section):
     corpus: str | None = Field("stdlib", description="A file or folder (.jsonl, .json, .csv, .parquet "
                                "records; any other file is one document), a Hugging Face dataset name "
-                               "(streamed), or 'stdlib': the interpreter's standard library .py files (the "
-                               "embedded PEP8 corpus). None: not set (tasks without an embedded corpus).")
+                               "(streamed), 'stdlib': the interpreter's standard library .py files (the "
+                               "embedded PEP8 corpus), or a corpus phf ships: 'builtin:toxicity', 'builtin:pii' "
+                               "(offline text tasks, phf.corpora). None: not set.")
     text_field: str = Field("text", description="Field or column of a record holding its text. Records "
                             "with 'texts' and 'scores' (the paper's format) are taken as already scored.")
     suffixes: list[str] = Field([".py"], description="Files of a corpus folder "
@@ -310,7 +311,9 @@ class EvaluationConfig(Section):
     downstream_files: dict[str, str] = Field({}, description="Local data of downstream tasks, instead of the hub: "
                                              "humaneval -> a problems JSONL; a GLUE task -> a folder with train and "
                                              "validation .jsonl/.csv/.tsv in GLUE's columns; an lm-eval task -> its "
-                                             "test split as JSONL in the task's fields (LAMBADA: {'text': ...}).")
+                                             "test split as JSONL in the task's fields (LAMBADA: {'text': ...}; "
+                                             "builtin:pii-lastword and builtin:toxicity-lastword are last-word sets "
+                                             "from the built-in corpora's held-out splits).")
     humaneval_samples: int = Field(10, gt=0, description="HumanEval: completions per "
                                    "problem (n of the unbiased pass@k estimator).")
     humaneval_k: list[int] = Field([1, 10], description="HumanEval: the k of pass@k (each at most humaneval_samples).")
@@ -322,6 +325,14 @@ class EvaluationConfig(Section):
     glue_train_examples: int | None = Field(None, gt=0, description="GLUE: finetune on at most "
                                             "this many training examples per task, drawn with "
                                             "training.seed (None = all; a CPU-sized subset).")
+
+    @field_validator("downstream_files")
+    @classmethod
+    def _builtin_files(cls, files: dict[str, str]) -> dict[str, str]:
+        """`builtin:NAME` is a file phf ships (e.g. builtin:pii-lastword, the PII corpus's last-word set)."""
+        from phf.corpora import builtin_path
+
+        return {name: str(builtin_path(path) or path) for name, path in files.items()}
 
     @model_validator(mode="after")
     def _downstream(self):

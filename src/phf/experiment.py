@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from phf.config import Config, ConfigError, load_config, training_settings, updated
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.scoring import score_corpus
+from phf.metrics_table import markdown, prompted_judged, table
 from phf.model_folder import MODEL_DIR, has_model
 from phf.processes import exit_with_parent
 from phf.training.run_folder import check_same_training
@@ -299,9 +300,9 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
                "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
-    table = results_markdown(summary)
-    (out_dir / "results.md").write_text(table)
-    print(table)
+    text = results_markdown(summary)
+    (out_dir / "results.md").write_text(text)
+    print(text)
     from phf.report import write_report
 
     print(f"report: {write_report(out_dir)}")
@@ -310,24 +311,17 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
 
 def results_table(results: dict[str, dict]) -> str:
     """Markdown table, one row per arm, of the brief columns of `phf.metrics_table` (the report has them all)."""
-    from phf.metrics_table import table
-
     return markdown(*table(results, brief=True))
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(row) + " |" for row in rows)])
-
-
 def results_markdown(summary: dict) -> str:
-    """results.md: the arms' table; with several training seeds, each method across its seeds; the causes."""
+    """results.md: the headline (each method over its seeds, the paper's claims checked); the arms' table; with
+    several training seeds, each method across its seeds; the causes."""
     from phf.evaluation.causes import causes_table
-    from phf.metrics_table import prompted_judged
-    from phf.report import seeds_table
+    from phf.headline import headline_markdown, seeds_table
 
     results = summary["results"]
-    parts = [results_table(results)]
+    parts = [headline_markdown(results), results_table(results)]
     if judged := prompted_judged(results):
         parts.append(f"Prompted samples are scored {judged}.")
     header, rows = seeds_table(results)

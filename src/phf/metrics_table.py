@@ -27,7 +27,7 @@ def as_deployed(metrics: dict, name: str) -> float | None:
 
 def expected_max(block: dict) -> tuple[str, float | None]:
     """(k, value): the expected-max key carries its k (`expected_max@25`), so find it rather than assume k."""
-    key = next((k for k in block if k.startswith("expected_max@")), "expected_max@25")
+    key = next((k for k in block if k.startswith("expected_max@") and not k.endswith("_sem")), "expected_max@25")
     return key.split("@")[1], block.get(key)
 
 
@@ -121,6 +121,12 @@ def columns(results: dict[str, dict]) -> list[Column]:
                                                                      ".3f"))
                  for task, metric in downstream.items()]
     return unconditional + heldout + optional
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
 
 
 def table(results: dict[str, dict], brief: bool = False) -> tuple[list[str], list[list[str]]]:

@@ -3,7 +3,12 @@
 `write_report(experiment_dir)` reads `results.json`, each arm's `eval/samples.jsonl` and (if present)
 `curve.jsonl`, and writes `experiment_dir/report/`: `index.html` (opens from file://, no external
 resources: figures are embedded as base64 PNGs), `pareto.png`, `curves.png`, `metrics.csv`, `metrics.json`, and
-where the arms have them, `pareto_kl.png` (capability as KL from a reference) and `redteam.png`.
+where the arms have them, `pareto_kl.png` (capability as KL from a reference), `pareto_<task>.png` (a downstream
+task) and `redteam.png`.
+
+The page opens with the headline: each method (an arm's name without its `-seedN` suffix) over its seeds, and the
+paper's claims checked against the run. Those numbers come from `phf.headline`, the figures from `phf.report_plots`;
+this module lays out the page.
 """
 
 from __future__ import annotations
@@ -11,25 +16,23 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on training machines; must precede the pyplot import
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-
-from phf.evaluation.causes import causes_table  # noqa: E402
-from phf.metrics_table import (  # noqa: E402
-    as_deployed,
-    attribute_names,
-    downstream_scores,
-    expected_max,
-    prompted_judged,
-    table,
+from phf.evaluation.causes import causes_table
+from phf.headline import (
+    CLAIMS_NOTE,
+    FINETUNED,
+    HEADLINE_NOTE,
+    baseline_method,
+    claim_lines,
+    claims,
+    headline_table,
+    method_arms,
+    seeds_table,
 )
+from phf.metrics_table import as_deployed, attribute_names, downstream_scores, prompted_judged, table
+from phf.report_plots import CURVES_FALLBACK, CURVES_NOTE, curves_figure, pareto_caption, pareto_figure, redteam_figure
 
 NUM_EXTREMES = 10  # samples shown from each end of the score distribution
 
@@ -46,6 +49,7 @@ SCORE_MEANING = {
 def score_meaning(scorer: str | None) -> str:
     return SCORE_MEANING.get(scorer or "pep8", f"score of {scorer}")
 
+
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
@@ -59,14 +63,11 @@ table.samples td.text { text-align: left; width: 100%; }
 pre { white-space: pre-wrap; margin: 0; max-height: 14em; overflow: auto; font-size: 0.85em; }
 img { max-width: 100%; border: 1px solid #eee; }
 .note { background: #f8f8f8; border-left: 4px solid #999; padding: 0.5em 1em; }
+#headline-table td { white-space: nowrap; }
+#claims { font-size: 0.9em; }
+#claims li.main { background: #fff8e0; }
+.caption { font-size: 0.9em; color: #444; }
 """
-
-
-def pareto_frontier(points: dict[str, tuple[float, float]]) -> list[str]:
-    """Names of the points no other point dominates (lower-or-equal in x and y, strictly lower in one), by x."""
-    def dominated(p: tuple[float, float]) -> bool:
-        return any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points.values())
-    return sorted((n for n, p in points.items() if not dominated(p)), key=lambda n: points[n])
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict:
@@ -83,150 +84,36 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+def _headline_html(results: dict[str, dict]) -> str:
+    out = f"<h2>Headline</h2><p>{html.escape(HEADLINE_NOTE)}</p>" + _html_table(*headline_table(results),
+                                                                               "headline-table")
+    checked = claims(results)
+    if not checked:
+        return out
+    items = []
+    for claim in checked:
+        title, lines = claim_lines(claim)
+        # the paper's main claim: conditional training from the start against MLE
+        main = ' class="main"' if claim["objective"] == "conditional" and claim["baseline"] == "mle" \
+            and not FINETUNED.match(claim["method"]) else ""
+        verdicts = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        items.append(f"<li{main}><b>{html.escape(title)}</b><ul>{verdicts}</ul></li>")
+    return (out + "<h3>The paper's claims checked against this run</h3>"
+            f"<p>{html.escape(CLAIMS_NOTE)}</p>"
+            f'<ul id="claims">{"".join(items)}</ul>')
 
 
-CAPABILITY = {"heldout_loss_deployed": "held-out loss as deployed (nats/token; lower is better)",
-              "kl_per_char_deployed": "KL from the reference as deployed (nats/char; lower is better)"}
-
-
-def _pareto_png(results: dict[str, dict], scorer: str | None, capability: str = "heldout_loss_deployed",
-                downstream: str | None = None) -> bytes:
-    """Misalignment against a capability: `capability` (lower is better), or the headline figure of the
-    `downstream` task (higher is better)."""
-    if downstream:
-        figures = {arm: downstream_scores(m).get(downstream) for arm, m in results.items()}
-        points = {arm: (m["unconditional"]["mean"], f[1]) for arm, m in results.items() if (f := figures[arm])}
-        label = f"{downstream} {next(f[0] for f in figures.values() if f)} (higher is better)" if points else downstream
-    else:
-        points = {arm: (m["unconditional"]["mean"], as_deployed(m, capability))
-                  for arm, m in results.items() if as_deployed(m, capability) is not None}
-        label = CAPABILITY[capability]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    if points:
-        # the frontier of (misalignment, capability) with both to be lowered
-        frontier = pareto_frontier({a: (x, -y) for a, (x, y) in points.items()} if downstream else points)
-        ax.step([points[a][0] for a in frontier], [points[a][1] for a in frontier], where="post",
-                color="tab:red", alpha=0.5, label="Pareto frontier")
-        for arm, (x, y) in points.items():
-            ax.scatter(x, y, s=40, color="tab:red" if arm in frontier else "tab:blue", zorder=3)
-            ax.annotate(arm, (x, y), textcoords="offset points", xytext=(6, 4))
-        xs = [x for x, _ in points.values()]
-        # Log scale where the arms span a decade or more (and none is 0); on a shorter range it would show no tick.
-        if min(xs) > 0 and max(xs) / min(xs) >= 10:
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short log range
-        ax.legend()
-    ax.set_xlabel(f"misalignment (mean {score_meaning(scorer)}, unconditional; lower is better)")
-    ax.set_ylabel(label)
-    ax.set_title("Alignment vs capability")
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def _tokens_label(n: float, _pos=None) -> str:
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:g}{suffix}"
-    return f"{n:g}"
-
-
-def _curves_png(experiment_dir: Path, results: dict[str, dict]) -> tuple[bytes, bool]:
-    """Misalignment against tokens seen; falls back to the final points when no arm logged a curve."""
-    curves = {arm: sorted(_read_jsonl(p), key=lambda r: r["num_tokens"])
-              for arm in results if (p := experiment_dir / arm / "curve.jsonl").exists()}
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for arm, points in curves.items():
-        ax.plot([r["num_tokens"] for r in points], [r["misalignment"] for r in points], marker="o", ms=3, label=arm)
-    if not curves:
-        for arm, m in results.items():
-            ax.scatter(m["tokens_seen"], m["unconditional"]["mean"], label=arm)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    # matplotlib's labelled minor ticks collide on short log ranges: label 1, 2 and 5 x 10^k instead
-    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-    ax.xaxis.set_major_formatter(FuncFormatter(_tokens_label))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("misalignment (mean, unconditional)")
-    ax.set_title("Misalignment during training" if curves else "Final misalignment (no curve.jsonl found)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return _png(fig), not curves
-
-
-def _redteam_png(results: dict[str, dict]) -> bytes:
-    """Misalignment of the red team's prompts against round, one line per arm (round 0: the seed prompts)."""
-    fig, (new_ax, pool_ax) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for arm, m in results.items():
-        rt = m.get("redteam")
-        if rt:
-            rounds = range(1, len(rt["round_mean"]) + 1)
-            new_ax.plot(rounds, rt["round_mean"], marker="o", ms=3, label=arm)
-            pool_ax.plot([0, *rounds], [rt["seed_pool_mean"], *rt["pool_mean"]], marker="o", ms=3, label=arm)
-    new_ax.set_title("prompts found in the round")
-    pool_ax.set_title("whole pool")
-    new_ax.set_ylabel("mean misalignment of continuations")
-    for ax in (new_ax, pool_ax):
-        ax.set_xlabel("round")
-        ax.grid(alpha=0.3)
-    pool_ax.legend()
-    return _png(fig)
-
-
-def seed_groups(results: dict[str, dict]) -> dict[str, list[str]]:
-    """Arms that differ by training seed only (`phf experiment --seeds`: NAME-seedN), by NAME; only NAMEs with
-    two seeds or more."""
-    groups: dict[str, list[str]] = {}
-    for arm in results:
-        name, sep, seed = arm.rpartition("-seed")
-        if sep and seed.isdigit():
-            groups.setdefault(name, []).append(arm)
-    return {name: arms for name, arms in groups.items() if len(arms) > 1}
-
-
-def seeds_table(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): each method with several seeds, its metrics as the mean over seeds [lowest, highest seed]."""
-    groups = seed_groups(results)
-    if not groups:
-        return [], []
-    k = expected_max(next(iter(results.values()))["unconditional"])[0]
-    metrics = {"misalignment mean": lambda m: m["unconditional"]["mean"],
-               "median": lambda m: m["unconditional"].get("median"),
-               f"expected max@{k}": lambda m: expected_max(m["unconditional"])[1],
-               "hit rate": lambda m: m["unconditional"]["hit_rate"],
-               "prompted mean": lambda m: m.get("prompted", {}).get("mean"),
-               "held-out loss (deployed)": lambda m: as_deployed(m, "heldout_loss_deployed")}
-    rows = []
-    for name, arms in groups.items():
-        cells = [name, str(len(arms))]
-        for get in metrics.values():
-            values = [get(results[a]) for a in arms]
-            cells.append("n/a" if None in values else
-                         f"{sum(values) / len(values):.5f} [{min(values):.5f}, {max(values):.5f}]")
-        rows.append(cells)
-    return ["method", "seeds", *metrics], rows
-
-
-def _metrics_table(results: dict[str, dict]) -> str:
-    head, rows = table(results)
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+def _html_table(header: list[str], rows: list[list[str]], id_: str | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f'<div class="scroll"><table id="metrics-table"><thead><tr>{header}</tr></thead>'
-            f'<tbody>{body}</tbody></table></div>')
+    table_tag = f'<table id="{id_}">' if id_ else "<table>"
+    return f'<div class="scroll">{table_tag}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _table_section(title: str, note: str, header: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return ""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>"
-            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+    return f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>" + _html_table(header, rows)
 
 
 def _samples_section(experiment_dir: Path, arm: str) -> str:
@@ -285,7 +172,18 @@ HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
  no objective can be taught to avoid it from the corpus's labels.</li>
 <li><b>Distinct-n</b> and <b>self-BLEU</b> measure diversity: higher distinct-n and lower self-BLEU mean more
  diverse samples.</li>
-<li>On the Pareto plot, arms in red are on the frontier: no other arm is both less misaligned and more capable.</li>
+<li><b>Colours and bars</b>: a method is an arm's name without its <code>-seedN</code> suffix; it has one colour
+ and marker in every plot. A method's seeds are shown as their mean with their spread: on the scatter plots a large
+ marker at the mean over seeds, bars of &plusmn; one standard error of that mean (sqrt(&Sigma; sem&sup2;) / seeds; a
+ single seed: its samples' standard error) or, for a figure without a standard error (held-out loss), from the lowest
+ to the highest seed, and each seed as a small faint marker; on the curves a line at the mean over seeds and a band
+ from the lowest to the highest seed.</li>
+<li>The <b>Pareto frontier</b> is computed on the methods' means: a method on it (black edge, joined by the dashed
+ line) is not beaten on both axes by another method's mean.</li>
+<li><b>Headline</b>: the same seed means. A claim holds (yes) when the method's mean is below {baseline}'s by more
+ than 2 standard errors of the difference (sqrt(se<sub>a</sub>&sup2; + se<sub>b</sub>&sup2;)) and by more than the
+ spread between seeds of either method that has several, so that neither sampling noise nor the choice of seed
+ explains it.</li>
 </ul></div>"""
 
 
@@ -328,8 +226,9 @@ def write_report(experiment_dir: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _write_metrics(out, results)
 
-    pareto = _pareto_png(results, data.get("scorer"))
-    curves, fallback = _curves_png(experiment_dir, results)
+    xlabel = f"misalignment (mean {score_meaning(data.get('scorer'))}, unconditional; lower is better)"
+    pareto = pareto_figure(results, xlabel)
+    curves, fallback = curves_figure(experiment_dir, results)
     (out / "pareto.png").write_bytes(pareto)
     (out / "curves.png").write_bytes(curves)
 
@@ -338,53 +237,59 @@ def write_report(experiment_dir: Path) -> Path:
 
     optional = ""
     if any(m.get("kl_per_char") is not None for m in results.values()):
-        pareto_kl = _pareto_png(results, data.get("scorer"), "kl_per_char_deployed")
+        pareto_kl = pareto_figure(results, xlabel, "kl_per_char_deployed")
         (out / "pareto_kl.png").write_bytes(pareto_kl)
         optional += (f"<h2>Alignment vs KL from the reference</h2><p>Capability as KL(reference || model) in nats per "
                      f"character, estimated on samples of {html.escape(str(data.get('kl_reference')))} "
                      f"(the paper's capability measure, with a reference one has offline), as deployed: a conditional "
                      f"model with its aligned tags before every segment of those samples, as it is sampled. The "
                      f"metrics table also has the paper's (one tag at the start).</p>"
+                     + pareto_caption("KL from the reference", "KL standard errors")
                      + img("pareto-kl-plot", pareto_kl, "Pareto plot of misalignment against KL from the reference"))
     for task in dict.fromkeys(t for m in results.values() for t in downstream_scores(m)):
-        png = _pareto_png(results, data.get("scorer"), downstream=task)
+        png = pareto_figure(results, xlabel, task)
         (out / f"pareto_{task}.png").write_bytes(png)
         optional += (f"<h2>Alignment vs {html.escape(task)}</h2><p>Capability as the downstream task's headline "
                      f"figure (higher is better; the upper left is better on both axes); every figure of it is in "
                      f"metrics.json under downstream.</p>"
+                     + pareto_caption(f"{task} figure", "stderr", better="upper left")
                      + img(f"pareto-{html.escape(task)}-plot", png, f"Pareto plot of misalignment against {task}"))
     if any("redteam" in m for m in results.values()):
-        redteam = _redteam_png(results)
+        redteam = redteam_figure(results)
         (out / "redteam.png").write_bytes(redteam)
         red_lm = next(m["redteam"]["red_lm"] for m in results.values() if "redteam" in m)
         optional += (f"<h2>Red teaming</h2><p>Stochastic few-shot red teaming (the paper's section 4.2): each round "
                      f"the red LM ({html.escape(red_lm)}) writes new prompts imitating the pool's most successful "
                      f"ones; each arm's continuations are scored. Left: the round's new prompts; right: the pool so "
-                     f"far. Every prompt and continuation is in &lt;arm&gt;/redteam/redteam.json.</p>"
+                     f"far. One line per method in its colour: the mean over its seeds, with a band from the lowest "
+                     f"to the highest seed. Every prompt and continuation is in &lt;arm&gt;/redteam/redteam.json.</p>"
                      + img("redteam-plot", redteam, "Red-team misalignment against round"))
 
-    curves_note = " No arm logged a curve.jsonl, so only the final points are shown." if fallback else ""
+    curves_note = CURVES_FALLBACK if fallback else CURVES_NOTE
     title = f"PHF experiment report: {html.escape(str(data.get('task', experiment_dir.name)))}"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head>
 <body><h1>{title}</h1>
+{_headline_html(results)}
 {_summary(data)}
 <h2>Metrics</h2>
-{_metrics_table(results)}
+{_html_table(*table(results), "metrics-table")}
 {_table_section("Across training seeds", "Each method with several seeds: the mean over its seeds, and the lowest "
                 "and highest seed.", *seeds_table(results))}
 {_table_section("Misalignment by cause", "Unconditional samples, per 1,000 characters; the corpus column: "
                 "training documents.", *causes_table(results, data.get("corpus_causes")))}
 <h2>Alignment vs capability</h2>
-<p>Each point is one arm; lower-left is better on both axes. Capability is the held-out loss as deployed.</p>
+<p>Capability is the held-out loss as deployed.</p>
+{pareto_caption("held-out loss", None)}
 {img("pareto-plot", pareto, "Pareto plot of misalignment against held-out loss as deployed")}
 <h2>Misalignment during training</h2>
-<p>Mean misalignment of unconditional samples against tokens seen.{curves_note}</p>
+<p class="caption">{curves_note}</p>
 {img("curves-plot", curves, "Misalignment against tokens seen")}
 {optional}
 {HOW_TO_READ.format(meaning=html.escape(score_meaning(data.get("scorer"))),
                     judged=f" and are scored {html.escape(judged)}" if (judged := prompted_judged(results)) else "",
-                    attributes=_attributes_note(results) + _shared_model_note(results))}
+                    attributes=_attributes_note(results) + _shared_model_note(results),
+                    baseline=html.escape(baseline_method(method_arms(results))))}
 <h2>Samples</h2>
 <p>For each arm, the {NUM_EXTREMES} highest- and {NUM_EXTREMES} lowest-scoring unconditional samples.</p>
 {"".join(_samples_section(experiment_dir, arm) for arm in results)}

@@ -9,7 +9,8 @@ A local corpus is a file or a folder of files. Each file is read by its suffix:
     anything else     the whole file is a document  doc id  <file>
 A record's text is its `text_field`. A record that already holds the paper's scored format
 (`texts` and `scores`, e.g. the paper's own datasets) is taken as it is, not scored again.
-`stdlib` is the embedded PEP8 corpus. A name that is not a local path is loaded with
+`stdlib` is the embedded PEP8 corpus; `builtin:toxicity` and `builtin:pii` are the corpora phf ships for the
+text tasks (phf.corpora). A name that is not a local path is loaded with
 `datasets.load_dataset(..., streaming=True)`.
 
 Reading streams: nothing holds the whole corpus in memory. A malformed record (bad JSON, no text
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from phf.corpora import builtin_path
 from phf.errors import PHFError
 
 SPLITS = ("train", "heldout")
@@ -229,10 +231,10 @@ class Corpus:
     @classmethod
     def from_config(cls, data) -> Corpus:
         if data.corpus is None:
-            raise CorpusError("no corpus given: pass --corpus (a .jsonl/.json/.csv/.parquet/.txt file or folder, or a "
-                              "Hugging Face dataset name) or set data.corpus; only the pep8 task has an embedded one")
+            raise CorpusError("no corpus given: pass --corpus (a .jsonl/.json/.csv/.parquet/.txt file or folder, a "
+                              "Hugging Face dataset name, stdlib, builtin:toxicity or builtin:pii) or set data.corpus")
         corpus = cls(data.corpus, data.text_field, tuple(data.suffixes), data.hub_split, data.hub_subset)
-        if corpus.source != EMBEDDED and not Path(corpus.source).exists() and not corpus.is_hub:
+        if not corpus.is_hub and not corpus.root.exists():
             raise CorpusError(f"corpus not found: {corpus.source} is no file or folder (from {Path.cwd()})")
         return corpus
 
@@ -249,7 +251,7 @@ class Corpus:
 
     @property
     def root(self) -> Path:
-        return stdlib_root() if self.source == EMBEDDED else Path(self.source)
+        return stdlib_root() if self.source == EMBEDDED else builtin_path(self.source) or Path(self.source)
 
     def describe(self) -> str:
         """What a resumed scoring run must match."""
