@@ -48,12 +48,13 @@ beyond: $(BIN)/phf
 		conditional-guided-w3 conditional-cooldown --kl-reference longer-mle --parallel 2 --output runs/beyond \
 		training.num_tokens=1000000 evaluation.num_samples=1024 evaluation.kl_samples=128 $(ARGS)
 
-# The toxicity and PII tasks, all six objectives, 1M tokens each, on the corpora phf ships (phf/corpora).
+# The toxicity and PII tasks, all six objectives, 1M tokens each, on the corpora phf ships (phf/corpora). The PII
+# study, the fuller form of the main job, also red-teams every arm (10 rounds, the MLE arm's model as the red LM).
 toxicity: $(BIN)/phf
 	$(BIN)/phf experiment --task toxicity --parallel 2 --output runs/toxicity $(ARGS)
 
 pii: $(BIN)/phf
-	$(BIN)/phf experiment --task pii --parallel 2 --output runs/pii $(ARGS)
+	$(BIN)/phf experiment --task pii --parallel 2 --redteam --output runs/pii $(ARGS)
 
 # Two attributes at once on the toxicity corpus: conditional training on toxicity tokens only, and on
 # toxicity and PII tokens together, next to MLE; every arm is scored for both.

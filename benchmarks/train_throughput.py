@@ -8,7 +8,8 @@ Same model (the pep8 task's GPT-2: 4 layers, 256 wide, block 256, vocabulary 819
 embedded corpus, scored once into --data-dir), same batch (8 x 256 tokens, no accumulation), same AdamW,
 learning rate, cosine schedule, warm-up and clipping, every thread torch uses. Runs:
 
-  phf bf16      `phf.training.train.train()` on the MLE objective, training.bf16=auto (bf16 autocast here);
+  phf bf16      `phf.training.train.train()` on the MLE objective, training.bf16=auto, where that is bf16 autocast
+                (a CPU with AVX-512 BF16 or AMX); on other CPUs auto is fp32 and this row is left out;
   phf fp32      the same with training.bf16=false, to separate bf16 from the rest;
   HF fp32       GPT2LMHeadModel(config) + transformers.Trainer in fp32: documents tokenised with
                 datasets.map, concatenated and cut into blocks of 256 (`group_texts` of HF's run_clm
@@ -47,6 +48,7 @@ from peak_flops import matmul_peak
 from phf.config import Config, load_config
 from phf.data.scored import read_scored
 from phf.data.scoring import score_corpus
+from phf.training.model import bf16_supported
 
 DATA_DIR = Path("runs/bench/pep8")
 TOKENS_PER_STEP = 8 * 256  # batch 8 x block 256, no accumulation
@@ -160,9 +162,13 @@ def main() -> None:
     cfg = pep8_config(args.documents, "model.block_size=256")
     peaks = [(matmul_peak(torch.bfloat16), matmul_peak(torch.float32))]
     loads = [os.getloadavg()[0]]
-    steps = {"phf bf16": [], "HF Trainer bf16=True": [], "phf fp32": [], "HF Trainer fp32": []}
+    # Rows are named by the precision they ran in: training.bf16=auto is fp32 where the CPU has no fast bf16.
+    auto_is_bf16 = bf16_supported(torch.device("cpu"))
+    steps = {**({"phf bf16": []} if auto_is_bf16 else {}), "HF Trainer bf16=True": [], "phf fp32": [],
+             "HF Trainer fp32": []}
     for _ in range(args.rounds):
-        steps["phf bf16"] += run_phf(data_dir, args.documents, args.steps, args.warmup, "auto")
+        if auto_is_bf16:
+            steps["phf bf16"] += run_phf(data_dir, args.documents, args.steps, args.warmup, "auto")
         steps["HF Trainer bf16=True"] += run_baseline(data_dir, args.documents, args.steps, args.warmup, cfg, True)
         steps["phf fp32"] += run_phf(data_dir, args.documents, args.steps, args.warmup, "false")
         steps["HF Trainer fp32"] += run_baseline(data_dir, args.documents, args.steps, args.warmup, cfg, False)
