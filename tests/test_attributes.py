@@ -138,14 +138,15 @@ def test_evaluation_reports_each_attributes_misalignment(tiny_mle_model, tmp_pat
         mine = [r for r in records if r["scenario"] == scenario]
         # the primary is as without attributes
         scores = [r["score"] for r in mine]
+        clusters = [r["prompt"] for r in mine] if scenario == "prompted" else None
         assert {k: v for k, v in metrics[scenario].items() if k not in ("causes", "prompts", "scored_with_prompt")} == {
-            **misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k),
+            **misalignment(scores, ev.hit_threshold, ev.expected_max_k, clusters),
             "empty_samples": sum(not r["text"].strip() for r in mine), "unscorable_samples": scores.count(None)}
         for name, fn in zip(ATTRIBUTES, (digit_count, upper_count), strict=True):
             expected = fn([r["prompt"] + r["text"] for r in mine])  # prompted samples are scored with their prompt
             assert [r["attribute_scores"][name] for r in mine] == expected
             assert metrics["attributes"][name][scenario] == {
-                **misalignment(expected, ev.hit_threshold, ev.expected_max_k), "unscorable_samples": 0}
+                **misalignment(expected, ev.hit_threshold, ev.expected_max_k, clusters), "unscorable_samples": 0}
     assert all(r["attribute_scores"][ATTRIBUTES[0]] >= 2 for r in records if r["scenario"] == "prompted")
     with (tmp_path / "eval" / "samples.csv").open() as f:
         rows = list(csv.DictReader(f))

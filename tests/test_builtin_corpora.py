@@ -11,6 +11,7 @@ from phf.corpora import builtin_path
 from phf.corpora.build import last_word_passages, pii_corpus, toxicity_corpus
 from phf.data.corpus import Corpus, split_of
 from phf.errors import PHFError
+from phf.evaluation.downstream import check_downstream, local_files
 
 
 def rows_of(name: str) -> list[dict]:
@@ -50,10 +51,26 @@ def test_the_shipped_last_word_set_is_the_held_out_prose_of_its_corpus(name):
     assert set(shipped) <= heldout  # never trained on, and no personal data
 
 
-def test_a_built_in_downstream_file_resolves_to_the_shipped_one():
-    cfg = load_config("pii", "mle", values={"evaluation.downstream": ["lambada"],
-                                            "evaluation.downstream_files": {"lambada": "builtin:pii-lastword"}})
-    assert cfg.evaluation.downstream_files["lambada"] == str(builtin_path("builtin:pii-lastword"))
+def test_a_built_in_downstream_file_is_kept_by_name_and_read_from_the_shipped_one():
+    values = {"evaluation.downstream": ["lambada"], "evaluation.downstream_files": {"lambada": "builtin:pii-lastword"}}
+    cfg = load_config("pii", "mle", values=values)
+    # kept by name: a saved config means the same wherever phf is installed
+    assert cfg.evaluation.downstream_files["lambada"] == "builtin:pii-lastword"
+    assert local_files(cfg)["lambada"] == str(builtin_path("builtin:pii-lastword"))
+    check_downstream(cfg)
+    with pytest.raises(PHFError, match="nothing built in is called 'builtin:pii-lastwords'"):
+        load_config("pii", "mle", values={**values,
+                                          "evaluation.downstream_files": {"lambada": "builtin:pii-lastwords"}})
+
+
+def test_a_built_in_corpus_is_named_and_fingerprinted_by_its_contents(tmp_path):
+    corpus = Corpus.from_config(load_config("pii", "mle").data)
+    assert corpus.describe() == "builtin:pii"  # not the install's path: parts scored elsewhere merge
+    copy = tmp_path / "pii.parquet"
+    copy.write_bytes(builtin_path("builtin:pii").read_bytes())
+    import hashlib
+
+    assert corpus.fingerprint() == hashlib.sha256(copy.read_bytes()).hexdigest()
 
 
 def test_the_builders_give_the_shares_asked_for():
@@ -75,4 +92,5 @@ def test_the_builders_give_the_shares_asked_for():
     share = sum(r["label"] == "pii" for r in rows) / len(rows)
     assert 0.2 < share < 0.3
     assert all("Ada Lovelace" in r["text"] for r in rows if r["label"] == "pii")
-    assert not any("Ada" in r["text"] for r in rows if r["label"] == "clean")
+    assert [r["text"] for r in rows if r["label"] == "clean"] == \
+        [p for p, r in zip(clean, rows, strict=True) if r["label"] == "clean"]  # untouched, in order

@@ -247,8 +247,9 @@ def test_standard_errors_come_from_the_metrics_sem_keys():
     results = _arms(mle=[(0.03, 4.0), (0.03, 4.0)], conditional=[(0.01, 4.0), (0.01, 4.0)])
     for m in results.values():  # expected max over 10 samples: its key, and its standard error's, carry the k
         block = m["unconditional"]
-        block["expected_max@10"], block["expected_max@10_sem"] = block.pop("expected_max@25"), 0.004
         block.pop("expected_max@25_sem")
+        # the standard error's key first: the figure's key is found by name, not by its place
+        block["expected_max@10_sem"], block["expected_max@10"] = 0.004, block.pop("expected_max@25")
         block["hit_rate_sem"] = 0.02
     summary = method_summary(results)["mle"]
     assert summary["k"] == "10" and summary["expected_max"].se == pytest.approx(0.004 / 2 ** 0.5)
@@ -262,13 +263,15 @@ def test_headline_table_and_markdown():
     results = _arms(mle=[(0.030, 4.0), (0.032, 4.2)], conditional=[(0.010, 4.2), (0.011, 4.2)])
     header, rows = headline_table(results)
     assert header[:4] == ["method", "seeds", "unconditional misalignment ± s.e.", "ratio to mle"]
-    assert rows[0][:4] == ["mle", "2", "0.03100 ± 0.00071", "1.00"]
-    assert rows[1][:5] == ["conditional", "2", "0.01050 ± 0.00071", "0.34", "0.105 ± 0.007"]
+    # the samples' standard error, then the seeds' range, which it does not include
+    assert rows[0][:4] == ["mle", "2", "0.03100 ± 0.00071 [0.03000, 0.03200]", "1.00"]
+    assert rows[1][:5] == ["conditional", "2", "0.01050 ± 0.00071 [0.01000, 0.01100]", "0.34",
+                           "0.105 ± 0.007 [0.100, 0.110]"]
     assert rows[0][7:9] == ["4.1000 [4.0000, 4.2000]", "+0.0%"] and rows[1][7:9] == ["4.2000 [4.2000, 4.2000]", "+2.4%"]
     for m in results.values():  # older results: no standard error of the hit rate
         del m["unconditional"]["hit_rate_sem"]
     md = headline_markdown(results)
-    assert "| conditional | 2 | 0.01050 ± 0.00071 | 0.34 | 0.105 ± n/a |" in md
+    assert "| conditional | 2 | 0.01050 ± 0.00071 [0.01000, 0.01100] | 0.34 | 0.105 ± n/a [0.100, 0.110] |" in md
     assert "- **conditional (2 seeds) vs mle (2 seeds)**" in md
     assert "unconditional mean: yes, 0.0105 vs 0.031 (-66.1%)" in md and "hit rate: n/a" in md
     assert "held-out loss as deployed: +2.4% vs mle" in md
@@ -325,7 +328,7 @@ def test_headline_comes_before_the_first_plot(tmp_path):
     table = re.search(r'<table id="headline-table">.*?</table>', page, re.S).group(0)
     assert [re.sub("<.*?>", "", r).split("\n")[0] for r in re.findall(r"<tr><td>(.*?)</td>", table)] == \
         ["mle", "conditional", "unlikelihood"]
-    assert "<td>0.03500 ± 0.00141</td>" in table  # mle: 0.03 and 0.04, s.e. sqrt(2 x 0.002^2) / 2
+    assert "<td>0.03500 ± 0.00141 [0.03000, 0.04000]</td>" in table  # mle: 0.03 and 0.04, s.e. sqrt(2 x 0.002^2) / 2
     assert '<ul id="claims"><li class="main"><b>conditional (2 seeds) vs mle (2 seeds)</b>' in page
     assert "Colours and bars" in page and "from the lowest to the highest seed" in page
     for name in ("pareto.png", "curves.png"):

@@ -270,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Malformed records are skipped and named in scored/report.json "
                                    "(data.on_error=fail stops at the first).")
     p.add_argument("--corpus", help="a .jsonl/.json/.csv/.parquet file of records, a text file (one document), a "
-                                    "folder of them, or a Hugging Face dataset name (default: the task's corpus; for "
-                                    "pep8 the standard library's .py files)")
+                                    "folder of them, a Hugging Face dataset name, or a corpus phf carries: stdlib, "
+                                    "builtin:toxicity, builtin:pii (default: the task's: pep8 the standard library's "
+                                    ".py files, toxicity and pii the built-in ones)")
     p.add_argument("--text-field", help="field or column holding each record's text (default: text)")
     p.add_argument("--shard", metavar="i/N", help="score only part i of N (0-based; documents assigned by a hash of "
                                                   "their id), e.g. on N machines; gather the parts with --merge")
@@ -339,8 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure downstream capability (the paper's): humaneval (pass@k), a GLUE task (sst2, "
                         "cola, mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head), or any "
                         "lm-evaluation-harness task zero-shot (lambada = lambada_openai); =PATH reads the task's data "
-                        "from local files instead of the hub (see evaluation.downstream_files). Results in "
-                        "metrics.json under downstream")
+                        "from local files instead of the hub (see evaluation.downstream_files; offline, "
+                        "lambada=builtin:pii-lastword or builtin:toxicity-lastword, the built-in corpora's held-out "
+                        "prose). Results in metrics.json under downstream")
     p.add_argument("--kl-samples", type=int, metavar="N",
                    help="reference samples the KL is estimated on (sets evaluation.kl_samples; default 256)")
     _guidance_arg(p)

@@ -328,11 +328,14 @@ class EvaluationConfig(Section):
 
     @field_validator("downstream_files")
     @classmethod
-    def _builtin_files(cls, files: dict[str, str]) -> dict[str, str]:
-        """`builtin:NAME` is a file phf ships (e.g. builtin:pii-lastword, the PII corpus's last-word set)."""
+    def _known_builtin_files(cls, files: dict[str, str]) -> dict[str, str]:
+        """`builtin:NAME` is a file phf ships (builtin:pii-lastword, ...): kept by name, so that a saved config means
+        the same wherever phf is installed; an unknown name is refused here."""
         from phf.corpora import builtin_path
 
-        return {name: str(builtin_path(path) or path) for name, path in files.items()}
+        for path in files.values():
+            builtin_path(path)
+        return files
 
     @model_validator(mode="after")
     def _downstream(self):

@@ -178,9 +178,10 @@ def claims(results: dict[str, dict]) -> list[dict]:
 
 # --- in words and tables ----------------------------------------------------------------------------------------------
 
-HEADLINE_NOTE = ("Each method's figures over its seeds: the mean ± its standard error, sqrt(sum of the seeds' "
-                 "squared standard errors) / seeds; held-out loss (which has no standard error): the mean [lowest, "
-                 "highest seed].")
+HEADLINE_NOTE = ("Each method's figures over its seeds: the mean ± the samples' standard error, sqrt(sum of the "
+                 "seeds' squared standard errors) / seeds, then [lowest, highest seed]: how far the training seed "
+                 "moves a figure, which the samples' standard error does not include (held-out loss has no "
+                 "standard error: the mean [lowest, highest seed]).")
 CLAIMS_NOTE = ("The paper: pretraining with human feedback, conditional training above all, lowers misalignment "
                "below MLE's at little cost in capability, and more so when it is used from the start than when it "
                "only finetunes an MLE model (the fresh-start claim: an objective against MLE then that objective). "
@@ -192,7 +193,11 @@ CLAIMS_NOTE = ("The paper: pretraining with human feedback, conditional training
 
 
 def _pm(stat: SeedMean | None, spec: str) -> str:
-    return "n/a" if stat is None else f"{stat.mean:{spec}} ± {fmt(stat.se, spec)}"
+    """mean ± standard error, then [lowest, highest seed] with several seeds, or n/a."""
+    if stat is None:
+        return "n/a"
+    return f"{stat.mean:{spec}} ± {fmt(stat.se, spec)}" + (f" [{stat.low:{spec}}, {stat.high:{spec}}]" if stat.n > 1
+                                                           else "")
 
 
 def _with_range(stat: SeedMean | None, spec: str) -> str:

@@ -22,7 +22,6 @@ from pathlib import Path
 from phf.evaluation.causes import causes_table
 from phf.headline import (
     CLAIMS_NOTE,
-    FINETUNED,
     HEADLINE_NOTE,
     baseline_method,
     claim_lines,
@@ -94,8 +93,7 @@ def _headline_html(results: dict[str, dict]) -> str:
     for claim in checked:
         title, lines = claim_lines(claim)
         # the paper's main claim: conditional training from the start against MLE
-        main = ' class="main"' if claim["objective"] == "conditional" and claim["baseline"] == "mle" \
-            and not FINETUNED.match(claim["method"]) else ""
+        main = ' class="main"' if (claim["method"], claim["baseline"]) == ("conditional", "mle") else ""
         verdicts = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
         items.append(f"<li{main}><b>{html.escape(title)}</b><ul>{verdicts}</ul></li>")
     return (out + "<h3>The paper's claims checked against this run</h3>"

@@ -14,9 +14,10 @@ pii.parquet       the same prose, a quarter of its documents given one sentence 
                   is pii or clean.
 
 `toxicity-lastword.jsonl` and `pii-lastword.jsonl` hold LAMBADA-format passages, `{"text": ...}`, from the prose
-documents of that corpus's held-out split (never trained on at the task's `data.heldout_fraction`) that hold no
-personal data: the zero-shot capability measure of the text tasks. The shipped files were built with the defaults
-on Python 3.11; the prose comes from the running interpreter, so another version builds a slightly other corpus.
+documents of that corpus's held-out split (never trained on at the task's `data.heldout_fraction`) not given a
+synthetic personal-data sentence: the zero-shot capability measure of the text tasks. The shipped files were
+built with the defaults on Python 3.11; the prose comes from the running interpreter, so another version builds a
+slightly other corpus.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def pii_corpus(clean: list[str], pii_share: float, fake, rng: random.Random) -> 
 
 
 def last_word_passages(rows: list[dict], file_name: str) -> list[str]:
-    """Held-out prose without personal data, each ending in a word to predict after at least 8 words. The ids are
-    those phf gives a one-file Parquet corpus (`NAME#ROW`), so the split is the one training uses."""
+    """Held-out prose without a synthetic personal-data sentence, each ending in a word to predict after at least
+    8 words. The ids are those phf gives a one-file Parquet corpus (`NAME#ROW`), so the split is the one training
+    uses."""
     out = []
     for number, row in enumerate(rows):
         if row["label"] in ("prose", "clean") and split_of(f"{file_name}#{number}", HELDOUT_FRACTION) == "heldout":
@@ -129,7 +131,8 @@ def main() -> None:
                         "that are tweets (all 24,783 at most)")
     parser.add_argument("--pii-share", type=float, default=0.25, help="share of the PII corpus's documents given "
                         "a personal-data sentence")
-    parser.add_argument("--prose-chars", type=int, default=2_300_000, help="characters of prose, about")
+    parser.add_argument("--prose-chars", type=int, default=2_300_000, help="characters of prose at most (the "
+                        "default takes every paragraph that qualifies, about 1.4M characters)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not (0 < args.tweet_share < 1 and 0 < args.pii_share < 1):

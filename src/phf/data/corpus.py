@@ -254,13 +254,18 @@ class Corpus:
         return stdlib_root() if self.source == EMBEDDED else builtin_path(self.source) or Path(self.source)
 
     def describe(self) -> str:
-        """What a resumed scoring run must match."""
-        return f"hf:{self.source}:{self.hub_subset}:{self.hub_split}" if self.is_hub else str(self.root.resolve())
+        """What a resumed scoring run must match (a built-in corpus by its name: the same wherever phf is installed)."""
+        if self.is_hub:
+            return f"hf:{self.source}:{self.hub_subset}:{self.hub_split}"
+        return self.source if builtin_path(self.source) else str(self.root.resolve())
 
     def fingerprint(self) -> str | None:
-        """Names, sizes and modification times of the local files: a resumed scoring run must see the same corpus."""
+        """Names, sizes and modification times of the local files: a resumed scoring run must see the same corpus.
+        A built-in corpus: its file's contents, so that parts scored on other machines merge."""
         if self.is_hub:
             return None
+        if builtin_path(self.source):
+            return hashlib.sha256(self.root.read_bytes()).hexdigest()
         digest = hashlib.sha256()
         for path in self.files():
             stat = path.stat()

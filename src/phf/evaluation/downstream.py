@@ -9,12 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from phf.config import Config
+from phf.corpora import builtin_path
 from phf.errors import PHFError
+
+
+def local_files(cfg: Config) -> dict[str, str]:
+    """evaluation.downstream_files with `builtin:NAME` as the path of the file phf ships."""
+    return {name: str(builtin_path(path) or path) for name, path in cfg.evaluation.downstream_files.items()}
 
 
 def check_downstream(cfg: Config) -> None:
     """Local data that is missing or malformed, reported before any model is loaded or sampled."""
-    for name, path in cfg.evaluation.downstream_files.items():
+    for name, path in local_files(cfg).items():
         if not Path(path).exists():
             raise PHFError(f"data of downstream task {name} not found: {path}")
         if name == "humaneval":
@@ -27,7 +33,7 @@ def downstream(loaded, model_dir: Path, cfg: Config, out_dir: Path) -> dict[str,
     """{task: {metric: value}} of every task of evaluation.downstream, and glue_average over its GLUE tasks."""
     from phf.evaluation.glue import GLUE, finetune_glue
 
-    ev, files = cfg.evaluation, cfg.evaluation.downstream_files
+    ev, files = cfg.evaluation, local_files(cfg)
     out, zero_shot_tasks = {}, {}
     for name in ev.downstream:
         if name == "humaneval":

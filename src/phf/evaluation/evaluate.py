@@ -109,7 +109,9 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
             records.append({"scenario": scenario, "prompt": p, "text": t, "score": s})
             if by_attribute:
                 records[-1]["attribute_scores"] = {name: a_scores[i] for name, a_scores in by_attribute.items()}
-        metrics[scenario] = misalignment([s for s in scores if s is not None], ev.hit_threshold, ev.expected_max_k)
+        # a prompted sample's standard errors are over its prompt's samples (`misalignment`)
+        clusters = prompts if scenario == "prompted" else None
+        metrics[scenario] = misalignment(scores, ev.hit_threshold, ev.expected_max_k, clusters)
         causes = cause_rates(scorer, [t for t, s in zip(scored, scores, strict=True) if s is not None])
         if causes is not None:
             metrics[scenario]["causes"] = causes
@@ -119,7 +121,7 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
         metrics[scenario]["unscorable_samples"] = scores.count(None)
         for name, a_scores in by_attribute.items():
             attribute_metrics[name][scenario] = {
-                **misalignment([s for s in a_scores if s is not None], ev.hit_threshold, ev.expected_max_k),
+                **misalignment(a_scores, ev.hit_threshold, ev.expected_max_k, clusters),
                 "unscorable_samples": a_scores.count(None)}
         if scenario == "unconditional":
             metrics["diversity"] = diversity(texts)

@@ -21,34 +21,35 @@ def group_maxima(scores: list[float], k: int) -> np.ndarray:
     return np.asarray(scores[:groups * k], dtype=float).reshape(groups, k).max(axis=1)
 
 
-def expected_max(scores: list[float], k: int) -> float | None:
-    """Expected maximum score over k samples: the mean of the groups' maxima. None with fewer than k samples."""
-    maxima = group_maxima(scores, k)
-    return float(maxima.mean()) if maxima.size else None
-
-
 def sem(values: np.ndarray) -> float | None:
     """Standard error of the mean of independent values; None with fewer than two."""
     return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else None
 
 
-def misalignment(scores: list[float], hit_threshold: float, k: int = 25) -> dict:
+def misalignment(scores: list[float | None], hit_threshold: float, k: int = 25, clusters: list | None = None) -> dict:
     """Mean, expected max over k and the share of samples over the hit threshold, each with its standard error
     (the expected max's over its groups of k: each group is one draw of the maximum); the median and the share with
-    any misalignment at all (score above 0)."""
-    s = np.asarray(scores, dtype=float)
+    any misalignment at all (score above 0). `clusters` names each sample's cluster (a prompted sample's prompt):
+    samples of one prompt are not independent, so the mean's and the hit rate's standard errors are then those of
+    the clusters' means. An unscorable sample (None) is left out."""
+    kept = [i for i, score in enumerate(scores) if score is not None]
+    s = np.asarray([scores[i] for i in kept], dtype=float)
     if s.size == 0:
         raise PHFError("no samples to summarise")
     maxima, hits = group_maxima(s.tolist(), k), (s > hit_threshold).astype(float)
+    units, unit_hits = s, hits
+    if clusters is not None:
+        index = np.unique(np.asarray([str(clusters[i]) for i in kept]), return_inverse=True)[1]
+        units, unit_hits = (np.bincount(index, x) / np.bincount(index) for x in (s, hits))
     return {
         "num_samples": int(s.size),
         "mean": float(s.mean()),
         "median": float(np.median(s)),  # robust to a few very short samples, whose per-character scores are extreme
         "std": float(s.std(ddof=1)) if s.size > 1 else 0.0,
-        "sem": sem(s) or 0.0,
+        "sem": sem(units) or 0.0,
         f"expected_max@{k}": float(maxima.mean()) if maxima.size else None,
         f"expected_max@{k}_sem": sem(maxima),
         "hit_rate": float(hits.mean()),
-        "hit_rate_sem": sem(hits),
+        "hit_rate_sem": sem(unit_hits),
         "any_hit_rate": float((s > 0).mean()),  # the paper's PEP8 hit: any violation (num_hits_threshold 0)
     }
