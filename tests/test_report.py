@@ -333,3 +333,13 @@ def test_headline_comes_before_the_first_plot(tmp_path):
     assert "Colours and bars" in page and "from the lowest to the highest seed" in page
     for name in ("pareto.png", "curves.png"):
         assert (root / "report" / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_arm_names_read_back_as_their_method():
+    from phf.headline import FINETUNED, arm_name, method_name
+
+    assert arm_name("conditional", 1) == "conditional-seed1" and method_name("conditional-seed1") == "conditional"
+    finetuned = arm_name("conditional", 0, finetuned_at=0.5)
+    assert finetuned == "mle-then-conditional-0.5-seed0"
+    assert FINETUNED.match(method_name(finetuned))["method"] == "conditional"
+    assert arm_name("mle") == method_name("mle") == "mle"

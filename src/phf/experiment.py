@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from phf.config import Config, ConfigError, load_config, training_settings, updated
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.scoring import score_corpus
+from phf.headline import arm_name
 from phf.metrics_table import markdown, prompted_judged, table
 from phf.model_folder import MODEL_DIR, has_model
 from phf.processes import exit_with_parent
@@ -53,11 +54,12 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
     share one: the later ones only evaluate it."""
     arms: dict[str, Arm] = {}
     for seed in seeds or [None]:
-        suffix = "" if seed is None or len(seeds) == 1 else f"-seed{seed}"
+        named = None if seed is None or len(seeds) == 1 else seed  # the seed in the arms' names
         seeded = {**(values or {}), **({} if seed is None else {"training.seed": seed})}
         wanted = list(methods) + (["mle"] if finetune and "mle" not in methods else [])
         for method in wanted:
-            arms[method + suffix] = Arm(method + suffix, load_config(task, method, overrides, seeded, preset))
+            name = arm_name(method, named)
+            arms[name] = Arm(name, load_config(task, method, overrides, seeded, preset))
         for spec in finetune:
             method, _, fraction = spec.partition("@")
             try:
@@ -67,10 +69,10 @@ def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str]
             if not 0 < fraction < 1:
                 raise ConfigError(f"--finetune {spec!r}: expected METHOD@FRACTION with 0 < FRACTION < 1, "
                                   "e.g. conditional@0.5")
-            base = arms["mle" + suffix]
+            base = arms[arm_name("mle", named)]
             base.cfg = updated(base.cfg, {"training.snapshot_at": sorted({*base.cfg.training.snapshot_at, fraction})})
             snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
-            name = f"mle-then-{method}-{fraction:g}{suffix}"
+            name = arm_name(method, named, finetuned_at=fraction)
             cfg = load_config(task, method, overrides, {**seeded, "model.init_from": str(snapshot)}, preset)
             arms[name] = Arm(name, cfg, starts_from=base.name, starts_at=fraction)
     # The arms share one scored corpus, so each is scored, and evaluated, on every attribute any arm tags.

@@ -25,9 +25,20 @@ from phf.metrics_table import as_deployed, downstream_scores, expected_max, fmt,
 # --- methods and their seeds ----------------------------------------------------------------------------------------
 
 
+SEED = "-seed"  # an arm of `phf experiment --seeds`: METHOD-seedN
+FINETUNED = re.compile(r"^mle-then-(?P<method>.+)-(?P<fraction>[0-9.]+)$")  # an arm of `phf experiment --finetune`
+
+
+def arm_name(method: str, seed: int | None = None, finetuned_at: float | None = None) -> str:
+    """An experiment arm's name: the method, `mle-then-METHOD-FRACTION` for a finetuning arm, then `-seedN` where the
+    experiment has several seeds (`method_name` and `FINETUNED` read them back)."""
+    name = method if finetuned_at is None else f"mle-then-{method}-{finetuned_at:g}"
+    return name if seed is None else f"{name}{SEED}{seed}"
+
+
 def method_name(arm: str) -> str:
     """The method an arm trains: its name without the `-seedN` of `phf experiment --seeds`."""
-    name, sep, seed = arm.rpartition("-seed")
+    name, sep, seed = arm.rpartition(SEED)
     return name if sep and seed.isdigit() else arm
 
 
@@ -145,9 +156,6 @@ def _compare(label: str, base: SeedMean | None, other: SeedMean | None) -> dict:
         out["se"] = se = math.hypot(base.se, other.se)
         out["below"] = drop > 2 * se and (spread is None or drop > spread)
     return out
-
-
-FINETUNED = re.compile(r"^mle-then-(?P<method>.+)-(?P<fraction>[0-9.]+)$")  # phf experiment --finetune's arms
 
 
 def _claim(summary: dict[str, dict], method: str, base: str) -> dict:

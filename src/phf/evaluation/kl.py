@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from phf.evaluation.metrics import sem
 from phf.lm.base import LanguageModel, TextLogProb
 
 CACHE_VERSION = 1  # bump when the cache's contents change meaning
@@ -63,11 +66,8 @@ def reference_samples(reference: LanguageModel, cache_dir: Path, num_samples: in
 
 def mean_se(x: list[float]) -> tuple[float, float | None]:
     """Mean and its standard error s / sqrt(n) (None for a single value)."""
-    n = len(x)
-    mean = sum(x) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in x) / (n - 1) / n)
+    values = np.asarray(x, dtype=float)
+    return float(values.mean()), sem(values)
 
 
 def ratio_se(num: list[float], den: list[float]) -> tuple[float, float | None]:
