@@ -1,4 +1,4 @@
-"""The one small interface phf uses to talk to a language model, local or remote (issue 5):
+"""The one small interface phf uses to talk to a language model, local or remote:
 sampling continuations and scoring texts' log-probabilities. Back ends: `LocalLM` (a Hugging Face
 causal LM folder or hub name, phf's own checkpoints included) and `OpenAICompatibleLM` (an
 OpenAI-compatible HTTP server: vLLM, llama.cpp, phf's own `phf serve`)."""
