@@ -200,19 +200,16 @@ CLAIMS_NOTE = ("The paper: pretraining with human feedback, conditional training
                "stands in for how far a seed moves the figure; with one seed each, the standard errors alone decide.")
 
 
+def _with_range(stat: SeedMean | None, spec: str, se: bool = False) -> str:
+    """mean (± standard error with `se`), then [lowest, highest seed] with several seeds; or n/a."""
+    if stat is None:
+        return "n/a"
+    seeds = f" [{stat.low:{spec}}, {stat.high:{spec}}]" if stat.n > 1 else ""
+    return f"{stat.mean:{spec}}" + (f" ± {fmt(stat.se, spec)}" if se else "") + seeds
+
+
 def _pm(stat: SeedMean | None, spec: str) -> str:
-    """mean ± standard error, then [lowest, highest seed] with several seeds, or n/a."""
-    if stat is None:
-        return "n/a"
-    return f"{stat.mean:{spec}} ± {fmt(stat.se, spec)}" + (f" [{stat.low:{spec}}, {stat.high:{spec}}]" if stat.n > 1
-                                                           else "")
-
-
-def _with_range(stat: SeedMean | None, spec: str) -> str:
-    """mean [lowest, highest seed] (the mean alone for one seed), or n/a."""
-    if stat is None:
-        return "n/a"
-    return f"{stat.mean:{spec}}" + (f" [{stat.low:{spec}}, {stat.high:{spec}}]" if stat.n > 1 else "")
+    return _with_range(stat, spec, se=True)
 
 
 def _relative(stat: SeedMean | None, base: SeedMean | None) -> float | None:

@@ -18,11 +18,18 @@ def mean_sem(block: dict | None, spec: str = ".5f") -> str:
             else f"{block['mean']:{spec}} ± {fmt(block.get('sem'), spec)}")
 
 
+PLAIN = {"heldout_loss_deployed": "heldout_loss", "kl_per_char_deployed": "kl_per_char"}  # as deployed -> as scored
+
+
 def as_deployed(metrics: dict, name: str) -> float | None:
     """A capability measured as deployed; an unconditional model is deployed as it is scored (and folders
     evaluated before the deployed measures existed hold the plain ones)."""
-    plain = {"heldout_loss_deployed": "heldout_loss", "kl_per_char_deployed": "kl_per_char"}[name]
-    return metrics.get(name, metrics.get(plain))
+    return metrics.get(name, metrics.get(PLAIN[name]))
+
+
+def as_deployed_se(metrics: dict, name: str) -> float | None:
+    """The standard error of `as_deployed(metrics, name)`, by the same rule (None where there is none)."""
+    return metrics.get(f"{name}_se", metrics.get(f"{PLAIN[name]}_se"))
 
 
 def expected_max(block: dict) -> tuple[str, float | None]:
@@ -74,7 +81,7 @@ class Column:
 def _kl(metrics: dict, deployed: bool) -> str:
     name = "kl_per_char_deployed" if deployed else "kl_per_char"
     value = as_deployed(metrics, name) if deployed else metrics.get(name)
-    se = metrics.get(f"{name}_se", metrics.get("kl_per_char_se")) if deployed else metrics.get("kl_per_char_se")
+    se = as_deployed_se(metrics, name) if deployed else metrics.get("kl_per_char_se")
     return "n/a" if value is None else f"{fmt(value)} ± {fmt(se)}"
 
 

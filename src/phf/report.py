@@ -178,7 +178,8 @@ HOW_TO_READ = """<div class="note"><h2>How to read this</h2><ul>
  from the lowest to the highest seed.</li>
 <li>The <b>Pareto frontier</b> is computed on the methods' means: a method on it (black edge, joined by the dashed
  line) is not beaten on both axes by another method's mean.</li>
-<li><b>Headline</b>: the same seed means. A claim holds (yes) when the method's mean is below {baseline}'s by more
+<li><b>Headline</b>: the same seed means. A claim holds (yes) when the method's mean is below its baseline's
+ ({baseline}; for the fresh-start claim, MLE then the same objective) by more
  than 2 standard errors of the difference (sqrt(se<sub>a</sub>&sup2; + se<sub>b</sub>&sup2;)) and by more than the
  spread between seeds of either method that has several, so that neither sampling noise nor the choice of seed
  explains it.</li>

@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from phf.headline import SeedMean, downstream_figure, method_arms, seed_mean  # noqa: E402
-from phf.metrics_table import as_deployed, downstream_scores  # noqa: E402
+from phf.metrics_table import as_deployed, as_deployed_se, downstream_scores  # noqa: E402
 
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
            "tab:cyan", "tab:gray")
@@ -190,7 +190,7 @@ def capability(kind: str, results: dict[str, dict]) -> tuple[Callable[[dict], tu
         return (lambda m: (as_deployed(m, kind), None), "held-out loss as deployed (nats/token; lower is better)",
                 False)
     if kind == "kl_per_char_deployed":
-        return (lambda m: (as_deployed(m, kind), m.get("kl_per_char_deployed_se", m.get("kl_per_char_se"))),
+        return (lambda m: (as_deployed(m, kind), as_deployed_se(m, kind)),
                 "KL from the reference as deployed (nats/char; lower is better)", False)
     figure = next((downstream_scores(m)[kind][0] for m in results.values() if kind in downstream_scores(m)), "")
     return lambda m: downstream_figure(m, kind), f"{kind} {figure} (higher is better)", True
