@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from phf.cli import main
 from phf.config import ConfigError
 from phf.data.corpus import Corpus
-from phf.data.scored import read_scored
+from phf.data.scored import read_scored, scored_info
 from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.training.run_folder import last_checkpoint
@@ -442,3 +445,179 @@ def test_a_model_that_is_not_gpt2_samples_and_one_without_positions_is_named(tmp
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 2
     with pytest.raises(PHFError, match="cannot tell the context window of a SimpleNamespace"):
         context_window(SimpleNamespace())
+
+
+# --- diverging training, shared folders, outputs written whole -----------------------------------------------
+
+def test_a_diverging_run_stops_at_its_step_and_keeps_its_finite_checkpoints(data_dir, tmp_path):
+    run = tmp_path / "run"
+    message = error_of(["train", "--data", str(data_dir), "--output", str(run), *TINY, "training.save_steps=1",
+                        "training.learning_rate=1e9"])
+    assert "training diverged at step" in message and "NaN or inf" in message and "--overwrite" in message
+    assert not (run / "model").exists()  # never saved as a model
+    kept = last_checkpoint(run)
+    assert kept is not None and f"{kept} is the last checkpoint" in message
+    for checkpoint in run.glob("checkpoint-*"):  # every one saved before the bad step, with finite weights
+        assert all(torch.isfinite(w).all() for w in weights(checkpoint).values())
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == r["loss"] for r in logged if "loss" in r)  # no NaN logged as a number
+
+
+def test_a_model_with_non_finite_weights_is_refused_as_it_is_loaded(tmp_path, tiny_mle_model):
+    from safetensors.torch import save_file
+
+    from tests.helpers import copied_run
+
+    model = copied_run(tiny_mle_model, tmp_path / "run")
+    diverged = {name: torch.full_like(w, float("nan")) for name, w in weights(model).items()}
+    save_file(diverged, model / "model.safetensors", metadata={"format": "pt"})
+    message = error_of(["sample", "--model", str(model), "--num-samples", "1"])
+    assert f"the weights in {model} are not finite" in message
+
+
+def test_a_checkpoint_is_a_model_folder(data_dir, tmp_path):
+    from phf.sampling.generate import load_model, sample
+
+    run = tmp_path / "run"
+    train(tiny_config("mle"), data_dir, run)
+    checkpoint = last_checkpoint(run)
+    assert (checkpoint / "tokenizer.json").exists() and (checkpoint / "phf.json").exists()
+    assert len(sample(load_model(checkpoint), tiny_config("mle").sampling, ["", ""])) == 2
+
+
+def test_a_run_folder_is_held_by_one_process_and_the_second_is_told_who(data_dir, tmp_path):
+    from phf.files import owned
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom phf.files import owned\n"
+                               f"with owned({str(run)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        message = error_of(["train", "--data", str(data_dir), "--output", str(run), *TINY])
+        assert f"{run} is in use by process {holder.pid} on " in message and "phf" in message
+        assert not (run / "config.yaml").exists() and not list(run.glob("checkpoint-*"))  # nothing written
+        message = error_of(["experiment", "--output", str(run), "--methods", "mle", *TINY])
+        assert f"is in use by process {holder.pid}" in message
+    finally:
+        holder.kill()
+        holder.wait()
+    with owned(run), owned(run):  # free once its holder is gone (even killed); a process may nest its own hold
+        pass
+    train(tiny_config("mle"), data_dir, run)
+
+
+def test_two_trainings_into_one_folder_at_once_one_is_refused_and_the_folder_is_one_runs(data_dir, tmp_path):
+    run = tmp_path / "run"
+    procs = [start("train", "--data", data_dir, "--output", run, *TINY, *LONGER, f"training.learning_rate={lr}",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for lr in (1e-2, 3e-3)]
+    outcomes = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in outcomes) == [0, 1], outcomes
+    refused = next(err for code, err in outcomes if code == 1)
+    # (on a busy machine the first may have finished before the second starts: then it is the model that refuses)
+    assert "is in use by process" in refused or "holds the finished model" in refused
+    assert "Traceback" not in refused
+    winner = 1e-2 if outcomes[0][0] == 0 else 3e-3
+    assert yaml.safe_load((run / "config.yaml").read_text())["training"]["learning_rate"] == winner
+    assert logged_steps(run) == list(range(1, 49))  # one run's log, not two interleaved
+
+
+def test_an_output_folder_that_is_a_file_or_read_only_is_said_before_any_work(data_dir, tmp_path, tiny_mle_model):
+    import os
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert f"--output {a_file} is a file" in error_of(["train", "--data", str(data_dir), "--output", str(a_file),
+                                                       *TINY])
+    assert f"--data {a_file} is a file" in error_of(["train", "--data", str(a_file), "--output",
+                                                     str(tmp_path / "r"), *TINY])
+    assert "is a file" in error_of(["score", "--data", str(a_file), *TINY])
+    # A folder this user cannot write in: root writes in any mode's folder, but not in sysfs.
+    locked = tmp_path / "locked" if os.geteuid() else Path("/sys/kernel")
+    if os.geteuid():
+        locked.mkdir(mode=0o555)
+    elif not locked.is_dir():
+        pytest.skip("no folder that root cannot write in")
+    started = time.monotonic()
+    message = error_of(["evaluate", "--model", str(tiny_mle_model), "--output", str(locked), *TINY])
+    assert f"cannot write in --output {locked}" in message and time.monotonic() - started < 30
+
+
+def test_an_evaluation_that_fails_part_way_leaves_the_earlier_one_whole(data_dir, tmp_path, tiny_mle_model,
+                                                                       monkeypatch):
+    import phf.evaluation.evaluate as evaluation
+    from tests.helpers import copied_run
+
+    model = copied_run(tiny_mle_model, tmp_path / "run")
+    evaluation.evaluate(model, tiny_config("mle"), model.parent / "eval", data_dir)
+    before = {p.name: p.read_bytes() for p in (model.parent / "eval").iterdir()}
+    assert {"metrics.json", "samples.jsonl", "samples.csv", "config.yaml"} <= set(before)
+
+    def full_disk(path, *args):
+        path.write_text("half a ")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(evaluation, "_write_csv", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        evaluation.evaluate(model, tiny_config("mle", "evaluation.num_samples=8"), model.parent / "eval", data_dir)
+    assert {p.name: p.read_bytes() for p in (model.parent / "eval").iterdir()} == before
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_run_resumes(data_dir, tmp_path):
+    import resource
+
+    run = tmp_path / "run"
+
+    def small_disk():  # files past 200 kB cannot be written (the optimiser's state is larger): a full disk
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    argv = ["train", "--data", data_dir, "--output", run, *TINY]
+    proc = subprocess.run(phf(*argv), preexec_fn=small_disk, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("phf train:")]
+    assert len(said) == 1 and said[0].startswith(f"phf train: error: saving {run}/checkpoint-4 failed (")
+    assert "full disk" in said[0] and said[0].endswith(f"`{shlex.join(['phf', *map(str, argv)])} --resume`")
+    proc = subprocess.run(phf(*argv, "--resume"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "incomplete" in proc.stdout and logged_steps(run) == list(range(1, 9))
+
+
+def test_two_interrupts_stop_an_experiment_running_arms_side_by_side(corpus_dir, tmp_path):
+    out = tmp_path / "exp"
+    proc = start("experiment", "--output", out, "--methods", "mle", "conditional", "--parallel", "2",
+                 f"data.corpus={corpus_dir}", *TINY, *LONGER, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                 text=True)
+    wait_for(lambda: all(logged_steps(out / arm) for arm in ("mle", "conditional")), timeout=300, what="arms")
+    workers = children_of(proc.pid)
+    proc.send_signal(signal.SIGINT)  # to the parent alone, twice
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10, what=f"workers {workers} still alive")
+    assert "interrupted" in proc.stderr.read()
+
+
+def test_an_arm_trained_on_data_since_rebuilt_is_never_reused(corpus_dir, tmp_path, capsys):
+    """Nor the tokenizer and packed streams built from the data before."""
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, corpus)
+    out = tmp_path / "exp"
+    argv = ["experiment", "--methods", "mle", "--output", str(out), f"data.corpus={corpus}", *TINY]
+    main(argv)
+    (corpus / "added.py").write_text("x=1\n" * 50)  # the corpus changes
+    assert f"{out / 'data' / 'scored'} holds a scoring run of another corpus" in error_of(argv)
+    shutil.rmtree(out / "data" / "scored")  # as that message advises
+    message = error_of(argv)
+    assert f"{out / 'mle'} was trained on data scored otherwise than {out / 'data'} holds now" in message
+    assert (out / "mle" / "model" / "phf.json").exists()  # refused, not deleted
+    shutil.rmtree(out / "mle")  # as this one advises: trained again, on the data as it is
+    capsys.readouterr()
+    main(argv)
+    assert json.loads((out / "mle" / "data.json").read_text()) == scored_info(out / "data")
+    assert "was trained on data scored otherwise than" in capsys.readouterr().out  # the tokenizer: trained again
+    packed = [json.loads(p.read_text())["documents"] for p in (out / "data" / "packed").glob("train-*/meta.json")]
+    assert len(packed) == 2 and packed[0] != packed[1]  # the old stream is not read: one from the corpus as it is

@@ -6,6 +6,7 @@ Heavy libraries are imported inside each command, so `phf --help` answers at onc
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -96,7 +97,7 @@ def cmd_score(a) -> None:
 
 def cmd_train(a) -> None:
     from phf.config import load_config
-    from phf.training.run_folder import RunFolderInUse, last_checkpoint, step_of
+    from phf.training.run_folder import RunFolderInUse, checkpoints, is_complete, last_checkpoint, step_of
     from phf.training.train import train
 
     if a.resume and a.overwrite:
@@ -125,6 +126,17 @@ def cmd_train(a) -> None:
               f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again",
               file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except Exception as e:
+        # A failure while saving (a full disk; torch and safetensors say so in their own exceptions, in words that
+        # vary) leaves the newest checkpoint incomplete: say that, and what resumes.
+        found = [c for c in checkpoints(output) if not is_complete(c)] if not isinstance(e, PHFError) else []
+        if not found:
+            raise
+        kept = last_checkpoint(output)
+        raise PHFError(f"saving {found[-1]} failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}): a full "
+                       "disk or a file-size limit? The incomplete checkpoint is removed when the run resumes; "
+                       + (f"{kept} is kept" if kept else "no complete checkpoint was saved before") +
+                       f". Make room, then `{again} --resume`") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
         print(f"model saved in {model_dir}")
 
@@ -136,18 +148,20 @@ def _guidance_arg(p) -> None:
 
 
 def cmd_sample(a) -> None:
+    from phf.files import output_folder, write_atomic
     from phf.sampling.generate import load_model, read_prompts, sample
 
     cfg = _model_config(a)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
+    if a.output:  # a path that cannot be written is said before the slow part
+        output_folder(Path(a.output).parent, "the folder of --output")
+        if Path(a.output).is_dir():
+            raise PHFError(f"--output {a.output} is a folder; name a file, e.g. {Path(a.output) / 'samples.jsonl'}")
     loaded = load_model(a.model)  # after the prompts: bad input is reported before the slow part
     lines = [json.dumps({"prompt": p, "text": t}) + "\n"
              for p, t in zip(prompts, sample(loaded, cfg.sampling, prompts), strict=True)]
     if a.output:
-        try:
-            Path(a.output).write_text("".join(lines))
-        except OSError as e:  # no such folder, no permission: the user's path
-            raise PHFError(f"cannot write --output {a.output}: {e.strerror or e}") from None
+        write_atomic(Path(a.output), "".join(lines))
     else:
         sys.stdout.writelines(lines)
 
@@ -232,14 +246,17 @@ def cmd_experiment(a) -> None:
 
 
 def cmd_serve(a) -> None:
+    from dataclasses import fields
+
     from phf.lm import LocalLM
-    from phf.lm.server import make_server
+    from phf.lm.server import Limits, make_server
 
     if not 0 <= a.port <= 65535:
         raise PHFError(f"--port {a.port}: a port is a number from 0 to 65535 (0: any free one)")
+    limits = Limits(**{f.name: getattr(a, f.name) for f in fields(Limits) if hasattr(a, f.name)})  # those given
     lm = LocalLM(a.model)
     try:
-        server = make_server(lm, a.host, a.port)
+        server = make_server(lm, a.host, a.port, limits)
     except OSError as e:  # port taken, host not ours: one line, like every other bad input
         raise PHFError(f"cannot listen on {a.host}:{a.port}: {e.strerror or e}") from None
     url = f"http://{a.host}:{server.server_address[1]}/v1"
@@ -415,10 +432,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="A small HTTP server (GET /v1/models, POST /v1/completions, with echo and "
                                    "logprobs) for one local model, so that red teaming and KL evaluation can reach it "
                                    "as openai:MODEL@http://HOST:PORT/v1, as they would a vLLM server. One request at a "
-                                   "time; for experiments and tests, not production.")
+                                   "time; for experiments and tests, not production. A request beyond a --max-* limit "
+                                   "is refused at once (413 for the body, else 400); a connection beyond "
+                                   "--max-connections gets 503 with Retry-After; a request whose client has gone is "
+                                   "dropped.")
     p.add_argument("--model", required=True, help="model folder (runs/<objective>/model), or a Hugging Face hub name")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 = any free port (default: 8000)")
+    # Limits: the defaults are phf.lm.server.Limits' (not imported here: it loads torch); unset options keep them.
+    for option, text in [("--max-body-bytes", "largest request body, in bytes (default: 1048576)"),
+                         ("--max-prompts", "most prompts in one request (default: 128)"),
+                         ("--max-n", "most samples per prompt, n (default: 128)"),
+                         ("--max-choices", "most samples in one request, prompts x n (default: 256)"),
+                         ("--max-tokens", "most new tokens per sample (default: the model's context window - 2)"),
+                         ("--max-prompt-tokens", "most tokens in one prompt (default: 8192)"),
+                         ("--max-connections", "connections served at once; more get 503 (default: 64)")]:
+        p.add_argument(option, type=_positive(int), default=argparse.SUPPRESS, metavar="N", help=text)
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -436,6 +465,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"phf {args.command}: interrupted" + (" (finished work is kept; run the same command again to "
                                                      "resume)" if resumes else ""), file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except Exception as e:
+        if (failed := write_failure(e)) is None:
+            raise
+        again = " (with --resume)" if args.command == "train" else ""
+        sys.exit(f"phf {args.command}: error: {failed}. What was finished is kept (each file is written whole or "
+                 f"not at all): make room, then run the same command again{again}")
+
+
+# A write refused by the file system: said in one line. torch and safetensors report it in their own exceptions.
+WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                errno.EFBIG: "file too large for the file system or its limits", errno.EROFS: "read-only file system",
+                errno.EACCES: "permission denied"}
+WRITE_MESSAGES = {"No space left on device": WRITE_ERRNOS[errno.ENOSPC], "StorageFull": WRITE_ERRNOS[errno.ENOSPC],
+                  "File too large": WRITE_ERRNOS[errno.EFBIG], "FileTooLarge": WRITE_ERRNOS[errno.EFBIG],
+                  "file write failed": "the file system refused a write (full, or over a size limit)"}
+
+
+def write_failure(e: BaseException) -> str | None:
+    """What a failed write says, in words, if `e` is one (with the file, when known); None: another error."""
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        return f"cannot write {e.filename}: {WRITE_ERRNOS[e.errno]}" if e.filename else WRITE_ERRNOS[e.errno]
+    said = next((words for text, words in WRITE_MESSAGES.items() if text in str(e)), None)
+    return None if said is None else f"a file could not be written: {said}"
 
 
 if __name__ == "__main__":

@@ -436,10 +436,33 @@ def _recipe(task: str, name: str) -> Path:
     return path
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (at any depth): PyYAML keeps the last one
+    without a word, so a setting written earlier in the file would silently not apply."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = []  # a list, not a set: an unhashable key is left for PyYAML to refuse with its own message
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges keys this mapping may set again
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise DuplicateKeyError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.append(key)
+        return super().construct_mapping(node, deep)
+
+
 def _yaml_sections(path: Path, empty: dict | None = None) -> dict:
     """A YAML file of config sections; an empty file is `empty` (None: an error)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        # utf-8-sig: a leading byte-order mark (some editors write one) is dropped, not read into the first key
+        data = yaml.load(Path(path).read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{path}:{e.problem_mark.line + 1}: {e.problem}; give each key once") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if data is None:
@@ -488,7 +511,9 @@ def parse_override(text: str) -> dict:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} is not of the form section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw else None
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw else None
+    except DuplicateKeyError as e:
+        raise ConfigError(f"override {text!r}: {e.problem}; give each key once") from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); quote it, "

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import yaml
@@ -28,11 +30,14 @@ from tqdm.auto import tqdm
 
 from phf.config import Config, ConfigError, load_config, training_settings, updated
 from phf.data.prepare import prepare_packed, prepare_tokenizer
+from phf.data.scored import scored_info
 from phf.data.scoring import score_corpus
+from phf.errors import PHFError
+from phf.files import owned, write_atomic
 from phf.headline import arm_name
 from phf.metrics_table import markdown, prompted_judged, table
-from phf.model_folder import MODEL_DIR, has_model
-from phf.processes import exit_with_parent
+from phf.model_folder import MODEL_DIR, has_model, model_fingerprint
+from phf.processes import init_worker
 from phf.training.run_folder import check_same_training
 
 
@@ -149,24 +154,32 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
     from phf.training.train import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    eval_config_path = run_dir / "eval" / "config.yaml"
-    wanted = cfg.model_dump()
     own_model = model_dir is None
+    model_dir = run_dir / MODEL_DIR if own_model else Path(model_dir)
     if own_model:
         check_same_training(cfg, run_dir)  # evaluation settings may differ
-    if eval_config_path.exists() and yaml.safe_load(eval_config_path.read_text()) == _evaluation_part(wanted):
-        return json.loads((run_dir / "eval" / "metrics.json").read_text())
+    if (done := _done_evaluation(cfg, model_dir, run_dir / "eval")) is not None:
+        return done
     with ExitStack() as stack:
         if log_file:  # arms running side by side write their progress to their own file
             log = stack.enter_context(open(log_file, "a"))
             stack.enter_context(redirect_stdout(log))
             stack.enter_context(redirect_stderr(log))
-        model_dir = run_dir / MODEL_DIR if own_model else Path(model_dir)
         if own_model and not has_model(model_dir):
             train(cfg, data_dir, run_dir, resume=True)
-        metrics = evaluate(model_dir, cfg, run_dir / "eval", data_dir)
-    eval_config_path.write_text(yaml.safe_dump(_evaluation_part(wanted)))  # last: the evaluation is complete
-    return metrics
+        return evaluate(model_dir, cfg, run_dir / "eval", data_dir)
+
+
+def _done_evaluation(cfg: Config, model_dir: Path, eval_dir: Path) -> dict | None:
+    """The metrics of an evaluation already in `eval_dir` of this very model (its weight files as they are now)
+    with the same evaluation and sampling settings; None: there is none to reuse."""
+    try:
+        saved = yaml.safe_load((eval_dir / "config.yaml").read_text())
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    same = _evaluation_part(saved) == _evaluation_part(cfg.model_dump())
+    return metrics if same and metrics.get("model_files") == model_fingerprint(model_dir) else None
 
 
 def _tokens_trained(run_dir: Path) -> int:
@@ -184,15 +197,43 @@ def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: 
     print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, {threads} threads each; "
           f"logs in {out_dir}/<arm>/output.log")
     budget = sum(a.cfg.training.num_tokens for a in arms if not a.model_of)
-    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=exit_with_parent,
-                             initargs=(os.getpid(),)) as pool, \
-            tqdm(total=budget, desc="training" if budget else "evaluating", unit="tok", unit_scale=True) as bar:
-        futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name, out_dir / a.name / "output.log",
-                                       _model_of(a, out_dir)) for a in arms}
-        while not all(f.done() for f in futures.values()):
-            bar.update(sum(_tokens_trained(out_dir / a.name) for a in arms) - bar.n)
-            time.sleep(2)
-        return {name: f.result() for name, f in futures.items()}
+    pool = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=init_worker,
+                               initargs=(os.getpid(),))
+    try:
+        with tqdm(total=budget, desc="training" if budget else "evaluating", unit="tok", unit_scale=True) as bar:
+            futures = {a.name: pool.submit(run_arm, a.cfg, data_dir, out_dir / a.name,
+                                           out_dir / a.name / "output.log", _model_of(a, out_dir)) for a in arms}
+            while not all(f.done() for f in futures.values()):
+                bar.update(sum(_tokens_trained(out_dir / a.name) for a in arms) - bar.n)
+                time.sleep(2)
+            return {name: f.result() for name, f in futures.items()}
+    except KeyboardInterrupt:
+        stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def stop_workers(pool: ProcessPoolExecutor, grace: float = 30.0) -> None:
+    """Ctrl-C: the arms not started are cancelled and the running ones interrupted (what they finished, and their
+    checkpoints, are kept); a second Ctrl-C, or `grace` seconds, kills them. A pool left to itself would wait for
+    its running arms, whatever the number of interrupts."""
+    workers = active_children()
+    print(f"\ninterrupted: stopping {len(workers)} running arm(s) (Ctrl-C again stops them at once)", file=sys.stderr)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.pid is not None:
+            os.kill(worker.pid, signal.SIGINT)
+    try:
+        deadline = time.monotonic() + grace
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 def _model_of(arm: Arm, out_dir: Path) -> Path | None:
@@ -234,16 +275,18 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
 
     out = run_dir / "redteam"
     done = out / "redteam.json"
+    model_dir = model_dir or run_dir / MODEL_DIR
     settings = {"redteam": cfg.redteam.model_dump(), "sampling": cfg.sampling.model_dump(), "red_lm": red_spec,
-                "prompts": cfg.evaluation.prompts, "score_prompt": cfg.evaluation.score_prompt}
+                "prompts": cfg.evaluation.prompts, "score_prompt": cfg.evaluation.score_prompt,
+                "model_files": model_fingerprint(model_dir)}
     if (done.exists() and (out / "settings.yaml").exists()
             and yaml.safe_load((out / "settings.yaml").read_text()) == settings):
         result = json.loads(done.read_text())
     else:
-        target = LocalLM(model_dir or run_dir / MODEL_DIR, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
+        target = LocalLM(model_dir, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
         red = load_lm(red_spec)
         result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, task_prompts(cfg.evaluation), out)
-        (out / "settings.yaml").write_text(yaml.safe_dump(settings))
+        write_atomic(out / "settings.yaml", yaml.safe_dump(settings))
     return {"red_lm": result["red_lm"], "seed_pool_mean": result["seed_pool"]["pool_mean"],
             "round_mean": [r["round_mean"] for r in result["rounds"]],
             "pool_mean": [r["pool_mean"] for r in result["rounds"]],
@@ -257,17 +300,22 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
     """With `kl_reference` (a model spec, or "longer-mle": an MLE arm on twice the budget, trained first), every
     arm is also evaluated by KL from that reference; with `redteam`, every arm is red-teamed by the same red LM
     (redteam.red_lm, else the reference, else the MLE arm). `values` are config values set literally (flags)."""
-    out_dir = Path(out_dir)
     # every config is checked before any work
-    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values, preset)
+    arms = plan_arms(task, methods, Path(out_dir), overrides, seeds, finetune, values, preset)
     base = arms[0].cfg
     if redteam and not base.evaluation.prompts:
         raise ConfigError("red teaming needs seed prompts: set evaluation.prompts")
-    data_dir = out_dir / "data"
+    with owned(out_dir) as out_dir:  # one experiment at a time in a folder
+        return _run(task, methods, out_dir, arms, overrides, parallel, kl_reference, redteam, values, preset)
+
+
+def _run(task, methods, out_dir, arms, overrides, parallel, kl_reference, redteam, values, preset) -> dict:
+    base, data_dir = arms[0].cfg, out_dir / "data"
     started = time.perf_counter()
     report = score_corpus(base, data_dir)
     print(f"scored: {report['train']['documents']} train / {report['heldout']['documents']} held-out documents, "
           f"{report['train']['skipped'] + report['heldout']['skipped']} skipped (see {data_dir}/scored/report.json)")
+    check_arms_trained_on(data_dir, [out_dir / a.name for a in arms if not a.model_of] + [out_dir / REFERENCE_ARM])
     for arm in arms:  # shared inputs are prepared once, before arms run side by side
         prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
     if kl_reference == LONGER_MLE:
@@ -301,14 +349,26 @@ def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list
                "kl_reference": kl_reference, "results": results,
                "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(out_dir / "results.json", json.dumps(summary, indent=1))
     text = results_markdown(summary)
-    (out_dir / "results.md").write_text(text)
+    write_atomic(out_dir / "results.md", text)
     print(text)
     from phf.report import write_report
 
     print(f"report: {write_report(out_dir)}")
     return summary
+
+
+def check_arms_trained_on(data_dir: Path, run_dirs: list[Path]) -> None:
+    """Refuse to reuse arms trained on data scored otherwise than `data_dir` is now (a corpus changed and its data
+    folder rebuilt): every arm of a table must come from the same data. Checked for all before any work."""
+    stale = [run_dir for run_dir in run_dirs if (run_dir / "data.json").exists()
+             and json.loads((run_dir / "data.json").read_text()) != scored_info(data_dir)]
+    if stale:
+        raise PHFError(f"{', '.join(str(d) for d in stale)} {'was' if len(stale) == 1 else 'were'} trained on data "
+                       f"scored otherwise than {data_dir} holds now (compare their data.json with "
+                       f"{data_dir / 'scored' / 'info.json'}); delete {'it' if len(stale) == 1 else 'them'} to "
+                       "train again on this data, or use another --output")
 
 
 def results_table(results: dict[str, dict]) -> str:

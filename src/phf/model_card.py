@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phf.files import write_atomic
 from phf.metrics_table import table
 from phf.model_folder import ModelInfo
 from phf.sampling.generate import context_window
@@ -96,5 +97,5 @@ def write_card(folder: str | Path, info: ModelInfo, sampling, metrics: dict | No
     from transformers import AutoConfig
 
     folder = Path(folder)
-    (folder / CARD).write_text(card_text(info, AutoConfig.from_pretrained(folder), sampling, str(folder), metrics))
+    write_atomic(folder / CARD, card_text(info, AutoConfig.from_pretrained(folder), sampling, str(folder), metrics))
 

@@ -86,3 +86,15 @@ class ModelInfo:
 def has_model(folder: str | Path) -> bool:
     """A folder holding a model phf finished training (its phf.json is written last)."""
     return (Path(folder) / INFO_FILE).exists()
+
+
+def model_fingerprint(folder: str | Path) -> list:
+    """What changes when a model is trained again at the same path: the size and modification time of its weights
+    and config. A hub name or an endpoint has none ([]): if the model behind such a name changes, nothing here
+    can tell. Evaluations, red teaming and KL's cached reference samples record it, and are redone when it
+    changes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    files = [f for f in folder.iterdir() if f.name == "config.json" or f.suffix in (".safetensors", ".bin")]
+    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files)

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from phf.evaluation.causes import causes_table
+from phf.files import staged
 from phf.headline import (
     CLAIMS_NOTE,
     HEADLINE_NOTE,
@@ -217,12 +218,18 @@ def _write_metrics(out: Path, results: dict[str, dict]) -> None:
 
 
 def write_report(experiment_dir: Path) -> Path:
-    """Write `experiment_dir/report/` (see the module docstring) and return the path of its `index.html`."""
-    experiment_dir = Path(experiment_dir)
+    """Write `experiment_dir/report/` (see the module docstring) and return the path of its `index.html`. Written
+    whole: a report that fails part-way leaves the earlier one as it was (the folder is the report's own)."""
+    report = Path(experiment_dir) / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    with staged(report, [p.name for p in report.iterdir()]) as out:
+        _write_report(Path(experiment_dir), out)
+    return report / "index.html"
+
+
+def _write_report(experiment_dir: Path, out: Path) -> None:
     data = json.loads((experiment_dir / "results.json").read_text())
     results = data["results"]
-    out = experiment_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
     _write_metrics(out, results)
 
     xlabel = f"misalignment (mean {score_meaning(data.get('scorer'))}, unconditional; lower is better)"
@@ -294,6 +301,4 @@ def write_report(experiment_dir: Path) -> Path:
 {"".join(_samples_section(experiment_dir, arm) for arm in results)}
 </body></html>
 """
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+    (out / "index.html").write_text(page, encoding="utf-8")

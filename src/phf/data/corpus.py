@@ -13,10 +13,13 @@ A record's text is its `text_field`. A record that already holds the paper's sco
 text tasks (phf.corpora). A name that is not a local path is loaded with
 `datasets.load_dataset(..., streaming=True)`.
 
-Reading streams: nothing holds the whole corpus in memory. A malformed record (bad JSON, no text
-field, not UTF-8) becomes a `Record` with an `error` naming its file and line, which scoring skips
-and reports, or stops at, as the user chose. The train / held-out split is a hash of the document
-id, so it does not depend on the order or number of documents.
+Every text file may start with a UTF-8 byte-order mark (some editors and spreadsheets write one): it is
+dropped, not read as part of the first column name or record.
+
+Reading streams: nothing holds the whole corpus in memory. A malformed record (bad JSON, JSON nested deeper
+than Python can parse, no text field, not UTF-8) becomes a `Record` with an `error` naming its file and line,
+which scoring skips and reports, or stops at, as the user chose. The train / held-out split is a hash of the
+document id, so it does not depend on the order or number of documents.
 """
 
 from __future__ import annotations
@@ -97,10 +100,13 @@ def _prescored(doc_id: str, texts, scores) -> Record:
 # holds: one bad byte costs the record that holds it, found by this pattern, and the rest of the file is read.
 NOT_UTF8 = re.compile("[\udc80-\udcff]")
 SURROGATE = re.compile("[\ud800-\udfff]")  # also what a JSON escape like "\\udc80" gives: not encodable text
+# json's parser recurses once per level of nesting: a record nested thousands deep raises RecursionError.
+TOO_DEEP = "nested too deep to parse (deeper than Python's recursion limit)"
 
 
 def _open(path: Path, newline: str | None = None):
-    return open(path, encoding="utf-8", errors="surrogateescape", newline=newline)
+    # utf-8-sig: a leading byte-order mark is dropped, not read into the first column name or record
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
 
 
 def read_jsonl(path: Path, name: str, text_field: str) -> Iterator[Record]:
@@ -117,14 +123,20 @@ def read_jsonl(path: Path, name: str, text_field: str) -> Iterator[Record]:
             except json.JSONDecodeError as e:
                 yield Record(doc_id, error=f"not valid JSON ({e.msg} at column {e.colno})")
                 continue
+            except RecursionError:
+                yield Record(doc_id, error=TOO_DEEP)
+                continue
             yield record_from(doc_id, row, text_field)
 
 
 def read_json(path: Path, name: str, text_field: str) -> Iterator[Record]:
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:  # one record: the whole file
         yield Record(name, error=f"not a valid UTF-8 JSON file ({e}); for one record per line use .jsonl")
+        return
+    except RecursionError:
+        yield Record(name, error=f"{TOO_DEEP}; for one record per line use .jsonl")
         return
     if not isinstance(rows, list):
         yield Record(name, error=f"expected a JSON list of records, got {type(rows).__name__}")
@@ -196,7 +208,7 @@ def read_parquet(path: Path, name: str, text_field: str) -> Iterator[Record]:
 
 def read_document(path: Path, name: str) -> Iterator[Record]:
     try:
-        with open(path, encoding="utf-8", newline="") as f:  # newline="" keeps "\r\n" as it is
+        with open(path, encoding="utf-8-sig", newline="") as f:  # newline="" keeps "\r\n" as it is
             yield Record(name, text=f.read())
     except UnicodeDecodeError:
         yield Record(name, error="not UTF-8")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +14,9 @@ from filelock import FileLock
 from phf.config import Config, cooldown_fraction
 from phf.data.control import control_tokens
 from phf.data.packing import Transform, pack
-from phf.data.scored import scored_files
+from phf.data.scored import scored_files, scored_info
 from phf.data.tokenizer import load_tokenizer, train_bpe
+from phf.files import write_atomic
 from phf.objectives import method_of
 
 
@@ -37,11 +40,16 @@ def prepare_tokenizer(cfg: Config, data_dir: Path):
     if cfg.tokenizer.pretrained:
         return load_tokenizer(cfg.tokenizer.pretrained, control_tokens(cfg)), cfg.tokenizer.pretrained
     out = Path(data_dir) / f"tokenizer-bpe{cfg.tokenizer.vocab_size}"
+    trained_on, scored = out / "scored.json", scored_info(data_dir)
     # Two runs starting at once on a fresh data folder: one trains the tokenizer, the other waits for it.
     with FileLock(Path(data_dir) / f"{out.name}.lock"):
+        if (out / "tokenizer.json").exists() and trained_on.exists() and json.loads(trained_on.read_text()) != scored:
+            print(f"{out} was trained on data scored otherwise than {data_dir} holds now: trained again")
+            shutil.rmtree(out)
         if not (out / "tokenizer.json").exists():
             print(f"training a {cfg.tokenizer.vocab_size}-token byte-level BPE on the training split -> {out}")
             train_bpe(training_texts(data_dir, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size, out)
+            write_atomic(trained_on, json.dumps(scored, indent=1))  # what it was trained on
     return load_tokenizer(str(out), control_tokens(cfg)), str(out)
 
 
@@ -72,6 +80,6 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str,
     for name, (split, transform) in wanted.items():
         if streams is not None and name not in streams:
             continue
-        dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id)}"
+        dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id, scored_info(data_dir))}"
         pack(data_dir, split, tokenizer, transform, dirs[name])
     return dirs

@@ -31,18 +31,13 @@ from tqdm.auto import tqdm
 from phf.data.corpus import SPLITS, Corpus, CorpusError, Record, split_of
 from phf.data.scored import ATTRIBUTE_SCHEMA, ATTRIBUTE_SCORES, SCHEMA, scoring_report
 from phf.errors import PHFError
+from phf.files import output_folder, owned, write_atomic
 from phf.processes import exit_with_parent
 from phf.scorers import Scorer, ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
 
 
 class EmptySplit(CorpusError):
     """A split has no scored document: the corpus and settings cannot give training and held-out data."""
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _read_info(path: Path) -> dict | None:
@@ -69,7 +64,7 @@ class ShardScorer:
         """Score one shard's documents and write it. Returns (written, skipped)."""
         try:
             return self._score_and_write(records, out_stem)
-        except (ScorerFailed, AssertionError):
+        except (ScorerFailed, AssertionError, OSError):  # (OSError: writing the shard, a full disk: not the scorer)
             raise
         except Exception as e:  # in the scorer's code: one line naming it and the documents, not a worker traceback
             raise ScorerFailed(f"scorer {self.scorer.name!r} failed on the documents {records[0].doc_id} to "
@@ -108,10 +103,10 @@ class ShardScorer:
             rows = self._add_attribute_scores(rows, skipped)
         schema = ATTRIBUTE_SCHEMA if self.attribute_scorers else SCHEMA
         stem = Path(out_stem)
-        _write_atomic(stem.with_suffix(".parquet"), lambda p: pq.write_table(pa.Table.from_pylist(rows, schema), p))
+        write_atomic(stem.with_suffix(".parquet"), lambda p: pq.write_table(pa.Table.from_pylist(rows, schema), p))
         prescored = 0 if self.attribute_scorers else sum(r.texts is not None for r in records)  # kept as they are
         meta = {"documents": len(rows), "prescored": prescored, "skipped": skipped}
-        _write_atomic(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta)))
+        write_atomic(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta)))
         return len(rows), skipped
 
     def _add_attribute_scores(self, rows: list[dict], skipped: list) -> list[dict]:
@@ -194,7 +189,13 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     if not 0 <= index < parts:
         raise PHFError(f"--shard {index}/{parts}: expected i/N with 0 <= i < N")
     corpus = Corpus.from_config(data)
-    out = Path(data_dir) / "scored"
+    out = output_folder(data_dir, "--data") / "scored"
+    with owned(out, "--data"):  # one scoring run at a time into a folder
+        return _score_corpus(corpus, data, scorer, out, part)
+
+
+def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]) -> dict:
+    index, parts = part
     info = {"corpus": corpus.describe(), "fingerprint": corpus.fingerprint(),
             **data.model_dump(include={"text_field", "suffixes", "heldout_fraction", "max_documents"}),
             "scorer": scorer.model_dump(exclude={"num_workers", "batch_size"}), "parts": parts}
@@ -210,13 +211,13 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     get_scorer(scorer)
     get_attribute_scorers(scorer)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
+    write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
     try:
         return _score_shards(corpus, data, scorer, out, part)
     except EmptySplit as e:  # these settings can never give a usable folder: say so, so that a retry may change them
-        failed.write_text(json.dumps({"error": str(e)}))
+        write_atomic(failed, json.dumps({"error": str(e)}))
         raise
 
 
@@ -244,7 +245,7 @@ def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
             while pending:
                 collect(pending.popleft())
     (out / "parts").mkdir(exist_ok=True)
-    (out / "parts" / f"{index}of{parts}.json").write_text(json.dumps({"part": index, "parts": parts}))
+    write_atomic(out / "parts" / f"{index}of{parts}.json", json.dumps({"part": index, "parts": parts}))
     return _finish(out.parent, check_splits=parts == 1)
 
 
@@ -259,7 +260,7 @@ def _finish(data_dir: Path, check_splits: bool) -> dict:
         if check_splits and report[split]["documents"] == 0:
             raise EmptySplit(f"no {split} document could be scored ({report[split]['skipped_by_reason']}); "
                              f"see {out}/{split}/shard-*.json")
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    write_atomic(out / "report.json", json.dumps(report, indent=1))
     return report
 
 
@@ -281,7 +282,12 @@ def merge_scored(part_dirs: list[Path], data_dir: Path) -> dict:
     missing = [i for i in range(parts) if f"{i}of{parts}.json" not in done]
     if missing:
         raise PHFError(f"parts {missing} of {parts} are missing or unfinished; score them with --shard i/{parts}")
-    out = Path(data_dir) / "scored"
+    out = output_folder(data_dir, "--data") / "scored"
+    with owned(out, "--data"):
+        return _merge(infos, first, out)
+
+
+def _merge(infos: dict[Path, dict], first: dict, out: Path) -> dict:
     if (out / "info.json").exists() and json.loads((out / "info.json").read_text()) != first:
         raise PHFError(f"{out} holds a scoring run with other settings; merge into another folder")
     for sub in (*SPLITS, "parts"):
@@ -291,8 +297,8 @@ def merge_scored(part_dirs: list[Path], data_dir: Path) -> dict:
             for path in (d / "scored" / split).glob("*"):
                 if path.suffix in (".parquet", ".json") and not (out / split / path.name).exists():
                     shutil.copy2(path, out / split / path.name)
-    (out / "info.json").write_text(json.dumps(first, indent=1))
-    return _finish(data_dir, check_splits=True)
+    write_atomic(out / "info.json", json.dumps(first, indent=1))
+    return _finish(out.parent, check_splits=True)
 
 
 

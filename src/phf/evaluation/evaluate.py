@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import yaml
+
 from phf.config import Config
 from phf.data.control import control_ids
 from phf.data.prepare import prepare_packed, tokenizer_id_of
@@ -17,10 +19,15 @@ from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.kl import kl_from_reference
 from phf.evaluation.metrics import judged, misalignment
 from phf.evaluation.prompts import heldout_signatures, task_prompts
+from phf.files import owned, staged
 from phf.lm import LocalLM, load_lm
 from phf.model_card import write_card
+from phf.model_folder import ModelInfo, model_fingerprint
 from phf.sampling.generate import load_model, sample
 from phf.scorers import Segmenter, get_attribute_scorers, get_scorer
+
+# The files of one evaluation (with its downstream tasks'): written together, replacing an earlier evaluation's.
+OUTPUTS = ("metrics.json", "samples.jsonl", "samples.csv", "config.yaml", "humaneval.jsonl")
 
 
 def capability(loaded, cfg: Config, data_dir: Path) -> dict:
@@ -72,11 +79,36 @@ def kl_capability(model_dir: Path, cfg: Config, cache_dir: Path) -> dict:
 
 def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None = None,
              kl_cache_dir: Path | None = None) -> dict:
-    """Write `metrics.json` and the scored samples (`samples.jsonl`, `samples.csv`) to `out_dir`; return the metrics.
+    """Write `metrics.json`, the scored samples (`samples.jsonl`, `samples.csv`) and the config evaluated with
+    (`config.yaml`) to `out_dir`, replacing an earlier evaluation's files together, only once all is done; return
+    the metrics.
     With `evaluation.kl_reference`, also KL from that reference; its samples are cached in `kl_cache_dir` (default:
     `data_dir/kl-cache`, shared by every model evaluated on the same data, else `out_dir/kl-cache`)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with owned(out_dir) as out_dir, staged(out_dir, OUTPUTS) as stage:
+        metrics, records, attributes = _evaluate(model_dir, cfg, stage, data_dir, kl_cache_dir or
+                                                 Path(data_dir or out_dir) / "kl-cache")
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (stage / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        _write_csv(stage / "samples.csv", records, attributes)
+        # what was evaluated, and how: `phf experiment` reuses an evaluation whose settings are the same
+        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    info = ModelInfo.read(model_dir)
+    if info.objective and out_dir.resolve() == (Path(model_dir).parent / "eval").resolve():
+        write_card(model_dir, info, cfg.sampling, metrics)  # the run's own evaluation: the card shows it
+    return metrics
+
+
+def _write_csv(path: Path, records: list[dict], attributes: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:  # one more column per attribute: <name>_score
+        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score", *(f"{name}_score" for name in attributes)])
+        writer.writeheader()
+        writer.writerows({**{k: v for k, v in r.items() if k != "attribute_scores"},
+                          **{f"{name}_score": s for name, s in r.get("attribute_scores", {}).items()}} for r in records)
+
+
+def _evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None,
+              kl_cache_dir: Path) -> tuple[dict, list[dict], list[str]]:
+    """The metrics, the scored samples and the attributes' names; files of downstream tasks go to `out_dir`."""
     ev = cfg.evaluation
     if ev.downstream:
         from phf.evaluation.downstream import check_downstream
@@ -97,7 +129,7 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
     if prompts:
         scenarios["prompted"] = [p for p in prompts for _ in range(ev.samples_per_prompt)]
     records, metrics = [], {"model": str(model_dir), "objective": loaded.info.objective,
-                            "tokens_seen": loaded.info.tokens_seen}
+                            "tokens_seen": loaded.info.tokens_seen, "model_files": model_fingerprint(model_dir)}
     attribute_metrics = {name: {} for name in attribute_scorers}  # each attribute's misalignment, by scenario
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")
@@ -134,16 +166,5 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
 
         metrics["downstream"] = downstream(loaded, Path(model_dir), cfg, out_dir)
     if ev.kl_reference:
-        metrics.update(kl_capability(model_dir, cfg, kl_cache_dir or Path(data_dir or out_dir) / "kl-cache"))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    if loaded.info.objective and Path(out_dir).resolve() == (Path(model_dir).parent / "eval").resolve():
-        write_card(model_dir, loaded.info, cfg.sampling, metrics)  # the run's own evaluation: the card shows it
-    with (out_dir / "samples.jsonl").open("w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    with (out_dir / "samples.csv").open("w", newline="") as f:  # one more column per attribute: <name>_score
-        writer = csv.DictWriter(f, ["scenario", "prompt", "text", "score",
-                                    *(f"{name}_score" for name in attribute_scorers)])
-        writer.writeheader()
-        writer.writerows({**{k: v for k, v in r.items() if k != "attribute_scores"},
-                          **{f"{name}_score": s for name, s in r.get("attribute_scores", {}).items()}} for r in records)
-    return metrics
+        metrics.update(kl_capability(model_dir, cfg, kl_cache_dir))
+    return metrics, records, list(attribute_scorers)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,33 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from phf.evaluation.metrics import sem
+from phf.files import write_atomic
 from phf.lm.base import LanguageModel, TextLogProb
+from phf.model_folder import model_fingerprint
 
 CACHE_VERSION = 1  # bump when the cache's contents change meaning
-
-
-def _fingerprint(name: str) -> list:
-    """What changes when a local reference is retrained at the same path (its name): size and mtime of its weights and
-    config. A hub name or an endpoint has none: if the model behind such a name changes, delete its cache folder."""
-    folder = Path(name)
-    if not folder.is_dir():
-        return []
-    files = [f for f in folder.iterdir() if f.name == "config.json" or f.suffix in (".safetensors", ".bin")]
-    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers see the whole file or none (a killed run, or two arms finishing at once, leave no half cache)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def reference_samples(reference: LanguageModel, cache_dir: Path, num_samples: int, max_new_tokens: int,
                       temperature: float, top_p: float, seed: int) -> list[dict]:
     """`num_samples` unconditional samples of the reference with its log-probability of each (absent for an empty
     sample), from `cache_dir/<key>/reference.jsonl`, or drawn, scored and written there."""
-    key = {"version": CACHE_VERSION, "reference": reference.name, "fingerprint": _fingerprint(reference.name),
+    key = {"version": CACHE_VERSION, "reference": reference.name, "fingerprint": model_fingerprint(reference.name),
            "num_samples": num_samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
            "top_p": top_p, "seed": seed}
     folder = Path(cache_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -59,8 +43,9 @@ def reference_samples(reference: LanguageModel, cache_dir: Path, num_samples: in
     scored = dict(zip(nonempty, reference.log_likelihood([texts[i] for i in nonempty]), strict=True))
     records = [{"text": t, **asdict(scored[i])} if i in scored else {"text": t} for i, t in enumerate(texts)]
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / "key.json", json.dumps(key, indent=1))  # what the folder holds, for people
-    _write_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
+    # whole files only: a killed run, or two arms finishing at once, leave no half cache
+    write_atomic(folder / "key.json", json.dumps(key, indent=1))  # what the folder holds, for people
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return records
 
 

@@ -57,9 +57,7 @@ class LocalLM(LanguageModel):
         self.batch_size = batch_size
         self.window = context_window(self.loaded.model.config)  # tokens per forward pass when scoring
         tok = self.loaded.tokenizer
-        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        if start is None:
-            raise PHFError(f"tokenizer of {model} has neither a BOS nor an EOS token to start a document with")
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # (LoadedModel has an EOS)
         self.context = [start] + (self.loaded.control("aligned") if tags == "aligned" else [])
         self.worst_context = [start] + self.loaded.control("worst")  # guidance's contrast: as long as `context`
         if guidance and not self.loaded.conditional:
@@ -97,7 +95,7 @@ class LocalLM(LanguageModel):
         # Similar lengths share a batch, so little of it is padding.
         order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][1]))
         scores: list[list[float]] = [[] for _ in pieces]
-        pad = self.loaded.tokenizer.eos_token_id or 0
+        pad = self.loaded.tokenizer.eos_token_id
         for start in range(0, len(order), self.batch_size):
             chosen = order[start:start + self.batch_size]
             lengths = [len(pieces[k][1]) for k in chosen]

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from phf.config import Config, is_prompt_file
 from phf.errors import PHFError
 from phf.evaluation.metrics import judged
+from phf.files import owned, staged
 from phf.lm.base import LanguageModel
 from phf.redteam.output import plot_rounds
 from phf.redteam.pool import Candidate, draw_examples, pool_temperature
@@ -63,10 +64,18 @@ def run_redteam(target: LanguageModel, red: LanguageModel, scorer: Scorer, cfg: 
                 out_dir: str | Path) -> dict:
     """Red-team `target` with prompts written by `red` (may be the same object), starting from `seed_prompts`.
     Writes `redteam.json` and `redteam.png` to `out_dir` and returns what redteam.json holds."""
-    rt = cfg.redteam
     template = Template.load(template_path(cfg))  # a bad template fails before any sampling
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with owned(out_dir) as out_dir:  # (a folder this user cannot write in is said before any sampling)
+        result = _red_team(target, red, scorer, cfg, seed_prompts, template)
+        with staged(out_dir, ["redteam.json", "redteam.png"]) as stage:
+            (stage / "redteam.json").write_text(json.dumps(result, indent=1))
+            plot_rounds(result, stage / "redteam.png")
+    return result
+
+
+def _red_team(target: LanguageModel, red: LanguageModel, scorer: Scorer, cfg: Config, seed_prompts: list[str],
+              template: Template) -> dict:
+    rt = cfg.redteam
     rng = np.random.default_rng(rt.seed)
 
     pool = [Candidate(text, 0) for text in dict.fromkeys(seed_prompts)]
@@ -105,6 +114,4 @@ def run_redteam(target: LanguageModel, red: LanguageModel, scorer: Scorer, cfg: 
               "scored_with_prompt": cfg.evaluation.score_prompt, "seed_pool": seed_pool,
               "rounds": rounds, "best": [{"text": c.text, "score": c.score, "round": c.round} for c in best],
               "pool": [c.record() for c in pool]}
-    (out_dir / "redteam.json").write_text(json.dumps(result, indent=1))
-    plot_rounds(result, out_dir / "redteam.png")
     return result

@@ -40,7 +40,7 @@ class Template:
         path = Path(path)
         if not path.is_file():
             raise PHFError(f"red-teaming template not found: {path} (set redteam.template to a text file)")
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark is no part of the instruction
         found = [s for s in STYLES if "{" + s + "}" in text]
         if len(found) != 1:
             raise PHFError(f"{path}: a red-teaming template needs exactly one placeholder of "

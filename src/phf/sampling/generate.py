@@ -5,6 +5,7 @@ steered away from its worst level."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,16 @@ class LoadedModel:
     tokenizer: object
     info: ModelInfo
     _line_ends: set[int] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        # Every context starts with EOS (training puts one before each document) and sampling stops at it: a model
+        # whose tokenizer has none (e.g. a Llama folder saved without its special tokens) is refused as it is
+        # loaded, not with a traceback mid-sampling.
+        if self.tokenizer.eos_token_id is None:
+            where = self.tokenizer.name_or_path
+            raise PHFError(f"the tokenizer of {where} has no EOS token, which phf starts and ends every document with; "
+                           f'set "eos_token" in {where}/tokenizer_config.json to the token that ends its documents '
+                           '(e.g. "</s>")')
 
     @property
     def conditional(self) -> bool:
@@ -72,6 +83,9 @@ def load_model(model_dir: str | Path) -> LoadedModel:
         raise PHFError(f"cannot load the model in {model_dir}: {str(e).splitlines()[0]}") from None
     info = ModelInfo.read(model_dir)
     context_window(model.config)  # a model whose positions phf cannot tell is refused here, not mid-sampling
+    if bad := next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None):
+        raise PHFError(f"the weights in {model_dir} are not finite (NaN or inf in {bad}): a run that diverged "
+                       "was saved there; train it again with a lower training.learning_rate")
     return LoadedModel(model, tokenizer, info)
 
 
@@ -86,8 +100,9 @@ def context_window(config) -> int:
 
 def jsonl_records(path: Path, data: bytes) -> Iterator[tuple[int, object]]:
     """(line number, value) of each non-blank line of a JSONL file's bytes; a line that is not UTF-8 or not JSON
-    is an error naming it (a file of prompts or problems is read whole, or not at all)."""
-    for number, raw in enumerate(data.split(b"\n"), 1):
+    is an error naming it (a file of prompts or problems is read whole, or not at all). A leading UTF-8 byte-order
+    mark (some editors write one) is dropped, not read as part of the first line."""
+    for number, raw in enumerate(data.removeprefix(codecs.BOM_UTF8).split(b"\n"), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -98,6 +113,9 @@ def jsonl_records(path: Path, data: bytes) -> Iterator[tuple[int, object]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as e:
             raise PHFError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        except RecursionError:  # json's parser recurses once per level of nesting
+            raise PHFError(f"{path}:{number}: nested too deep to parse (deeper than Python's recursion "
+                           "limit)") from None
 
 
 def read_prompts(path: str | Path) -> list[str]:

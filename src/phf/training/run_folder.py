@@ -25,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from phf.config import Config, build_config, saved_config, training_settings
 from phf.data.scored import scored_info
 from phf.errors import PHFError
+from phf.files import write_atomic
 from phf.model_folder import MODEL_DIR, has_model
 
 LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
@@ -128,7 +129,7 @@ def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: b
 
 
 def _write_data_info(data_dir: Path, run_dir: Path) -> None:
-    (Path(run_dir) / "data.json").write_text(json.dumps(scored_info(data_dir), indent=1))
+    write_atomic(Path(run_dir) / "data.json", json.dumps(scored_info(data_dir), indent=1))
 
 
 def trim_logs(run_dir: Path, step: int) -> None:
@@ -138,7 +139,7 @@ def trim_logs(run_dir: Path, step: int) -> None:
         if path.exists():
             kept = [line for line in path.read_text().splitlines(keepends=True)
                     if (logged := _step(line)) is not None and logged <= step]
-            path.write_text("".join(kept))
+            write_atomic(path, "".join(kept))
 
 
 def _step(line: str) -> int | None:

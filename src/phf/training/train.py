@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from phf.data.packing import PackedBlocks
 from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.errors import PHFError
 from phf.evaluation.curve import MisalignmentCurve
+from phf.files import owned, write_atomic
 from phf.model_card import write_card
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
 from phf.objectives import build_objective, method_of
@@ -94,6 +96,7 @@ def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> t
         train_sampling_strategy="sequential" if cooldown_fraction(cfg) else "random",
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,  # every objective trains every parameter: skip DDP's graph traversal
+        logging_nan_inf_filter=False,  # (a non-finite loss stops the run: trainer.StopWhenNotFinite)
     )
     return args, tokens_per_step
 
@@ -110,15 +113,19 @@ def whole_batches(blocks: PackedBlocks, batch_size: int) -> torch.utils.data.Dat
 
 
 class InfoWriter(TrainerCallback):
-    """Writes the model card and phf.json (last: it marks the folder complete) into every checkpoint, so a
-    checkpoint can be sampled, evaluated or finetuned from (`model.init_from`) knowing its objective and how many
-    tokens it has seen."""
+    """Writes the tokenizer, the model card and phf.json (last: it marks the folder complete) beside the weights
+    of every checkpoint, snapshot and the final model: each is a model folder, to sample, evaluate or finetune from
+    (`model.init_from`) knowing its objective and how many tokens it has seen."""
 
-    def __init__(self, info: ModelInfo, tokens_already: int, tokens_per_step: int, sampling):
-        self.info, self.tokens_already, self.tokens_per_step = info, tokens_already, tokens_per_step
+    def __init__(self, info: ModelInfo, tokenizer, tokens_already: int, tokens_per_step: int, sampling):
+        self.info, self.tokenizer = info, tokenizer
+        self.tokens_already, self.tokens_per_step = tokens_already, tokens_per_step
         self.sampling = sampling  # how the card says to sample the model
 
     def write(self, folder: Path, step: int) -> None:
+        # Saved here, not by the Trainer: given the tokenizer, it would set pad_token_id = EOS in the
+        # model config, and GPT-2 then warns about padding in every packed block that holds an EOS.
+        self.tokenizer.save_pretrained(folder)
         info = self.info.seen(self.tokens_already + step * self.tokens_per_step)
         write_card(folder, info, self.sampling)
         info.write(folder)
@@ -132,8 +139,8 @@ class Snapshots(TrainerCallback):
     """Saves the model, its tokenizer and phf.json at given fractions of the steps, as `snapshot-<fraction>/`,
     out of reach of checkpoint rotation: the paper's finetuning arms start from the MLE run at 50% or 90%."""
 
-    def __init__(self, trainer: PHFTrainer, fractions: list[float], tokenizer, info: InfoWriter):
-        self.trainer, self.fractions, self.tokenizer, self.info = trainer, fractions, tokenizer, info
+    def __init__(self, trainer: PHFTrainer, fractions: list[float], info: InfoWriter):
+        self.trainer, self.fractions, self.info = trainer, fractions, info
 
     def on_step_end(self, args, state, control, **kwargs):
         for fraction in self.fractions:
@@ -143,20 +150,29 @@ class Snapshots(TrainerCallback):
                 # gathering the sharded weights is a collective that all processes must join.
                 self.trainer.save_model(str(folder))
                 if state.is_world_process_zero:
-                    self.tokenizer.save_pretrained(folder)
                     self.info.write(folder, state.global_step)
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Train one model; returns the folder of the final model (HF format, with its tokenizer). A run folder
-    holding checkpoints or a model is continued with `resume` (refused if `cfg` would train another model),
-    started over with `overwrite`, else refused (run_folder.RunFolderInUse)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume and not overwrite and has_model(run_dir / MODEL_DIR):
-        run_folder.check_same_training(cfg, run_dir)
-        print(f"{run_dir} already holds the finished model; nothing to resume")
-        return run_dir / MODEL_DIR
+    holding checkpoints or a model is continued with `resume` (refused if `cfg` would train another model, or
+    on other data), started over with `overwrite`, else refused (run_folder.RunFolderInUse). The folder is held
+    by this run (files.owned): a second run into it is refused while this one lives."""
+    data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise PHFError(f"--data {data_dir} is a file: the data folder is the one `phf score --data` wrote")
+    # Under torchrun / accelerate launch the first process holds the folder for all (they write through it).
+    main = int(os.environ.get("RANK", 0)) == 0
+    with owned(run_dir) if main else nullcontext(Path(run_dir)) as run_dir:
+        if resume and not overwrite and has_model(run_dir / MODEL_DIR):
+            run_folder.check_same_training(cfg, run_dir)
+            run_folder.check_same_data(data_dir, run_dir)
+            print(f"{run_dir} already holds the finished model; nothing to resume")
+            return run_dir / MODEL_DIR
+        return _train(cfg, data_dir, run_dir, resume, overwrite)
+
+
+def _train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: bool) -> Path:
     if t := cfg.training.num_threads:
         torch.set_num_threads(t)
     tokens_already = tokens_seen_by(cfg.model.init_from)  # finetuning: the budget counts them
@@ -183,7 +199,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
     model = build_model(cfg.model, tokenizer, value_head=method_of(cfg).value_head)
     use_fast_attention(model, args.device, args.bf16, cfg.model.block_size)
     if main:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+        write_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         print(f"{cfg.objective.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
               f"{args.max_steps} steps x {tokens_per_step} tokens after {tokens_already} already seen, "
               f"{len(dataset)} of {len(blocks)} blocks of {cfg.model.block_size}, bf16={args.bf16}, "
@@ -193,7 +209,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
     info = InfoWriter(ModelInfo(cfg.objective.name, cfg.scorer.name, conditional, cfg.model.init_from,
                                 control_info(cfg) if conditional else None,
                                 settings=cfg.objective.model_dump(exclude={"name"}), corpus=cfg.data.corpus),
-                      tokens_already, tokens_per_step, cfg.sampling)
+                      tokenizer, tokens_already, tokens_per_step, cfg.sampling)
     if main and checkpoint and not has_model(checkpoint):  # stopped between the Trainer's save and ours
         info.write(checkpoint, run_folder.step_of(checkpoint))
     trainer = PHFTrainer(
@@ -202,7 +218,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
         tokens_already=tokens_already,
         callbacks=[JsonlLogger(run_dir / "log.jsonl"), info],
     )
-    trainer.add_callback(Snapshots(trainer, cfg.training.snapshot_at, tokenizer, info))
+    trainer.add_callback(Snapshots(trainer, cfg.training.snapshot_at, info))
     if trainer.is_fsdp_enabled:  # (on GPUs only: accelerate runs FSDP on CPU processes as plain DDP)
         if "FULL_STATE_DICT" not in str(trainer.accelerator.state.fsdp_plugin.state_dict_type):
             raise PHFError("FSDP: checkpoints, snapshots and the model must be whole Hugging Face models, to sample, "
@@ -221,8 +237,5 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool = False, over
     model_dir = run_dir / MODEL_DIR
     trainer.save_model(str(model_dir))  # in every process, like Snapshots; rank 0 writes
     if main:
-        # Saved here, not by the Trainer: given the tokenizer, it would set pad_token_id = EOS in the
-        # model config, and GPT-2 then warns about padding in every packed block that holds an EOS.
-        tokenizer.save_pretrained(model_dir)
         info.write(model_dir, trainer.state.global_step)
     return model_dir

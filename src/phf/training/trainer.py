@@ -15,8 +15,14 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from phf.errors import PHFError
 from phf.objectives import Objective
 from phf.objectives.nll import model_token_nll
+from phf.training.run_folder import last_checkpoint
+
+
+class Diverged(PHFError):
+    """The loss or a gradient is not finite: training stopped before the update."""
 
 
 class PHFTrainer(Trainer):
@@ -30,6 +36,14 @@ class PHFTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._clock: tuple[float, int] | None = None
+        self._finite: torch.Tensor | None = None  # every loss of this optimiser step finite (kept on the device)
+        self.add_callback(StopWhenNotFinite(self))
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        finite = torch.isfinite(loss)  # no host sync here: read once per optimiser step, by StopWhenNotFinite
+        self._finite = finite if self._finite is None else self._finite & finite
+        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids, scores = inputs["input_ids"], inputs["scores"]
@@ -64,6 +78,30 @@ class PHFTrainer(Trainer):
                 logs["tokens_per_second"] = (step - self._clock[1]) * self.tokens_per_step / (now - self._clock[0])
             self._clock = (now, step)
         super().log(logs, start_time)
+
+
+class StopWhenNotFinite(TrainerCallback):
+    """Stops training at the first optimiser step whose loss or gradient is NaN or inf, before the update: a
+    diverged run is never saved as a model, and its checkpoints all hold finite weights."""
+
+    def __init__(self, trainer: PHFTrainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        trainer, finite = self.trainer, self.trainer._finite
+        trainer._finite = None
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads:  # the total norm is finite exactly when every gradient is (or it overflows: divergence too)
+            finite = finite & torch.nn.utils.get_total_norm(grads).isfinite()
+        if args.world_size > 1:  # (sharded gradients differ between processes: all stop, or none)
+            finite = trainer.accelerator.reduce((~finite).float(), "sum") == 0
+        if not finite:
+            kept = last_checkpoint(args.output_dir)
+            raise Diverged(f"training diverged at step {state.global_step + 1}: the loss or a gradient is NaN or inf. "
+                           "Stopped before that update; " + (f"{kept} is the last checkpoint" if kept else
+                                                             "no checkpoint was saved before") +
+                           ". Lower training.learning_rate (or raise training.warmup_fraction, lower "
+                           "training.max_grad_norm), then start over with --overwrite")
 
 
 class JsonlLogger(TrainerCallback):
