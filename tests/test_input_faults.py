@@ -197,3 +197,14 @@ def test_a_model_whose_tokenizer_has_no_eos_is_refused_in_one_line_saying_how_to
     main(["sample", "--model", str(folder), "-n", "2", "--output", str(out), *TINY])
     assert len(out.read_text().splitlines()) == 2
     assert LocalLM(folder).log_likelihood(["def f(x):"])[0].tokens > 0
+
+
+def test_a_recipe_or_template_that_is_not_utf8_is_one_line(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_bytes(b"training:\n  seed: 1  # caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not UTF-8 text \(byte 26\)"):
+        load_config("pep8", str(recipe))
+    template = tmp_path / "t.txt"
+    template.write_bytes(b"Write \xff\n{examples}")
+    with pytest.raises(PHFError, match="t.txt: not UTF-8 text"):
+        Template.load(template)

@@ -464,7 +464,9 @@ def _yaml_sections(path: Path, empty: dict | None = None) -> dict:
     except DuplicateKeyError as e:
         raise ConfigError(f"{path}:{e.problem_mark.line + 1}: {e.problem}; give each key once") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     if data is None:
         if empty is None:
             raise ConfigError(f"{path}: empty (cut off?); expected a mapping of sections")

@@ -49,7 +49,8 @@ def load_tokenizer(name_or_path: str, control_tokens: Iterable[str] = ()) -> Pre
     except (OSError, ValueError) as e:
         raise PHFError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
     if tokenizer.eos_token is None:
-        raise PHFError(f"tokenizer {name_or_path!r} has no EOS token; phf separates documents with it")
+        raise PHFError(f"tokenizer {name_or_path!r} has no EOS token; phf separates documents with it: set "
+                       f'"eos_token" in its tokenizer_config.json to the token that ends its documents (e.g. "</s>")')
     missing = missing_tokens(tokenizer.get_vocab(), control_tokens)
     if missing:
         tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)

@@ -40,7 +40,10 @@ class Template:
         path = Path(path)
         if not path.is_file():
             raise PHFError(f"red-teaming template not found: {path} (set redteam.template to a text file)")
-        text = path.read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark is no part of the instruction
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark is no part of the instruction
+        except UnicodeDecodeError as e:
+            raise PHFError(f"{path}: not UTF-8 text (byte {e.start}); save the template as UTF-8") from None
         found = [s for s in STYLES if "{" + s + "}" in text]
         if len(found) != 1:
             raise PHFError(f"{path}: a red-teaming template needs exactly one placeholder of "
