@@ -1,9 +1,9 @@
 """GPU check: one script that measures phf's training, loss memory, sampling, FSDP and scoring on one device, in
-under 8 minutes on one GPU (`--scale gpu`, the default where CUDA is available), or scaled down to a smoke run of
-under a minute on a CPU (`--scale cpu`, the default elsewhere; tests/test_gpu_check.py runs it).
+under 8 minutes on one GPU (`--scale gpu`, the default where CUDA is available), or scaled down to a smoke run on a
+CPU (`--scale cpu`, the default elsewhere; tests/test_gpu_check.py runs it).
 
     python benchmarks/gpu_check.py [--scale gpu|cpu] [--out check.json] [--parts train memory ...]
-                                   [--classifier PATH] [--compile-backend inductor] [--verbose]
+                                   [--classifier PATH] [--verbose]
 
 Nothing is fetched from the internet (HF_HUB_OFFLINE=1 is set): the models are randomly initialised, the tokenizer
 is a byte-level BPE trained here by phf (`phf.data.tokenizer.train_bpe`) on the scored documents, and the
@@ -19,13 +19,11 @@ budget, or one that raises, fails with its error and the script goes on; the exi
                   and H200 989, A100 312 TFLOP/s) the ratio of the two;
   train           training tokens/s and MFU through phf's own training path: `phf.training.train.train()` (MLE,
                   training.bf16=auto, PHFTrainer with the chunked LM-head loss), driven by
-                  train_throughput.run_phf; tokens/s from the median step of its log.jsonl after --warmup steps.
-                  MFU = (6 N + 6 n_layer n_ctx d_model) x tokens/s / peak (train_throughput.gpt2_flops_per_token);
-  train_compiled  the same with the model under torch.compile: train() with the TrainingArguments it builds given
-                  torch_compile=True (the Trainer compiles through accelerate; phf has no setting for it), backend
-                  inductor at GPU scale, aot_eager at CPU scale (inductor's cold compile alone takes 35 s on 2
-                  cores; aot_eager still traces the model through dynamo and AOTAutograd); compilation and its
-                  recompiles fall in the untimed warm-up steps; the dynamo graph and graph-break counts are printed;
+                  train_throughput.run_phf; tokens/s from the median step of its log.jsonl after the warm-up steps.
+                  MFU = model FLOPs per token (phf.training.plan.flops_per_token) x tokens/s / peak;
+  train_compiled  the same with training.compile=true: the Trainer compiles the model through accelerate, with
+                  torch.compile's default backend, inductor; compilation and its recompiles fall in the untimed
+                  warm-up steps; the dynamo graph and graph-break counts are printed;
   memory          peak memory of one training step (forward and backward), phf's chunked loss against the full
                   logits with fp32 cross-entropy, by loss_memory.py (GPT-2 small on 4 x 1024 tokens at GPU scale,
                   torch.cuda.max_memory_allocated; its pep8 case on a CPU, peak resident memory);
@@ -47,14 +45,13 @@ budget, or one that raises, fails with its error and the script goes on; the exi
                   checkpoint), else a Detoxify checkpoint in torch hub's cache or a known toxicity classifier in the
                   Hugging Face cache; otherwise the part prints "skipped: no weights".
 
-Every figure is measured in this run. No GPU has run this script yet.
+Every figure is measured in this run; benchmarks/README.md says which runs have been recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import io
 import json
@@ -81,13 +78,14 @@ import loss_memory
 from peak_flops import matmul_peak
 from sampling_throughput import run_num_return_sequences
 from sampling_throughput import run_phf as run_phf_sampling
-from train_throughput import gpt2_flops_per_token, pep8_config
+from train_throughput import pep8_config
 from train_throughput import run_phf as run_phf_training
+
+from phf.training.plan import plan_training
+from phf.training.trainer import nominal_peak
 
 T0 = time.monotonic()  # the total budget counts from here (after the imports, a few seconds)
 
-# Nominal dense bf16 peaks (TFLOP/s) by a part of torch.cuda.get_device_name(); SXM parts (PCIe and NVL differ).
-NOMINAL_BF16_TFLOPS = {"H200": 989.0, "H100 80GB HBM3": 989.0, "H100 SXM": 989.0, "A100": 312.0}
 # Toxicity classifiers looked for in the Hugging Face cache (never downloaded).
 KNOWN_CLASSIFIERS = ("unitary/toxic-bert", "s-nlp/roberta_toxicity_classifier", "martin-ha/toxic-comment-model",
                      "facebook/roberta-hate-speech-dynabench-r4-target", "cardiffnlp/twitter-roberta-base-offensive")
@@ -115,7 +113,6 @@ class Scale:
     new_tokens: int
     sample_rounds: int
     score_lines: int  # lines of the first stdlib files scored by the classifier
-    compile_backend: str
     budgets: dict[str, float] = field(default_factory=dict)  # seconds per part
     total: float = 0.0  # seconds for the whole script
 
@@ -124,23 +121,24 @@ class Scale:
 
 
 SCALES = {
-    # GPT-2 small, the paper's model. The total counts from after the imports (10 to 15 s on a GPU machine), so
-    # that the whole script stays under 8 minutes even if every part used its whole budget.
+    # GPT-2 small, the paper's model. The total counts from after the imports, and leaves them room, so that the
+    # whole script stays under 8 minutes even if every part used its whole budget.
     "gpu": Scale(n_layer=12, n_embd=768, n_head=12, vocab=50257, block=1024, batch=32, warmup=5, steps=20,
                  documents=200, heldout=0.05, score_workers=0, peak_sizes=(4096, 8192), peak_repeats=3,
                  peak_seconds=0.25, memory_case="gpt2-small", samples=256, new_tokens=128, sample_rounds=3,
-                 score_lines=4096, compile_backend="inductor",
+                 score_lines=4096,
                  budgets={"setup": 45, "peak": 15, "train": 45, "train_compiled": 150, "memory": 45, "sampling": 45,
                           "fsdp": 75, "scoring": 40},
                  total=455),
-    # A smoke run of every part: under a minute on 2 cores (budgets with room for a machine shared with other jobs).
-    "cpu": Scale(n_layer=2, n_embd=64, n_head=2, vocab=512, block=64, batch=8, warmup=3, steps=5,
+    # A smoke run of every part (budgets with room for a machine shared with other jobs; its time on 2 cores:
+    # benchmarks/README.md, GPU check).
+    "cpu": Scale(n_layer=2, n_embd=64, n_head=2, vocab=512, block=64, batch=8, warmup=6, steps=5,
                  documents=8, heldout=0.25, score_workers=1, peak_sizes=(256, 512), peak_repeats=2,
                  peak_seconds=0.05, memory_case="pep8", samples=16, new_tokens=16, sample_rounds=1,
-                 score_lines=128, compile_backend="aot_eager",
-                 budgets={"setup": 30, "peak": 10, "train": 30, "train_compiled": 60, "memory": 45, "sampling": 20,
+                 score_lines=128,
+                 budgets={"setup": 30, "peak": 10, "train": 30, "train_compiled": 120, "memory": 45, "sampling": 20,
                           "fsdp": 60, "scoring": 30},
-                 total=170),
+                 total=230),
 }
 
 # The FSDP smoke run's model and run (the vocabulary is the setup's tokenizer's).
@@ -220,12 +218,6 @@ def part_setup(c: Check) -> dict:
             "bf16": c.bf16}
 
 
-def nominal_peak(name: str) -> float | None:
-    if "PCIe" in name or "NVL" in name:
-        return None
-    return next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in name), None)
-
-
 def part_peak(c: Check) -> dict:
     from phf.training.model import bf16_supported
 
@@ -236,30 +228,12 @@ def part_peak(c: Check) -> dict:
     out = {"device": device_name(c.device), "dtype": str(dtype).removeprefix("torch."),
            "measured_tflops": c.peak_gflops / 1e3}
     if c.device.type == "cuda":
-        c.nominal_tflops = nominal_peak(torch.cuda.get_device_name(c.device)) if c.bf16 else None
+        nominal = nominal_peak(c.device, c.bf16)
+        c.nominal_tflops = nominal / 1e12 if nominal else None
         out["nominal_bf16_tflops"] = c.nominal_tflops
         if c.nominal_tflops:
             out["measured_over_nominal"] = c.peak_gflops / 1e3 / c.nominal_tflops
     return out
-
-
-@contextlib.contextmanager
-def compiled_training(backend: str):
-    """train() with torch.compile: the Trainer's own torch_compile, set on the TrainingArguments train() builds."""
-    import phf.training.train as phf_train
-
-    original = phf_train.training_arguments
-
-    def with_compile(*args, **kwargs):
-        training_args, tokens_per_step = original(*args, **kwargs)
-        training_args.torch_compile, training_args.torch_compile_backend = True, backend
-        return training_args, tokens_per_step
-
-    phf_train.training_arguments = with_compile
-    try:
-        yield
-    finally:
-        phf_train.training_arguments = original
 
 
 def training_figures(c: Check, seconds: list[float]) -> dict:
@@ -267,8 +241,8 @@ def training_figures(c: Check, seconds: list[float]) -> dict:
     if not seconds:
         raise RuntimeError("no timed steps in log.jsonl")
     tokens_per_step = s.batch * s.block
-    cfg = pep8_config(s.documents, f"model.block_size={s.block}", *s.model_overrides())
-    params, per_token = gpt2_flops_per_token(cfg.model, s.vocab)
+    plan = plan_training(pep8_config(s.documents, f"model.block_size={s.block}", *c.train_overrides()))
+    params, per_token = plan.parameters, plan.flops_per_token  # of the model train() builds
     rate = tokens_per_step / statistics.median(seconds)
     out = {"tokens_per_s": rate, "tokens_per_s_mean": tokens_per_step * len(seconds) / sum(seconds),
            "steps_timed": len(seconds), "batch": f"{s.batch} x {s.block}", "parameters": params,
@@ -295,10 +269,9 @@ def part_train_compiled(c: Check) -> dict:
     s = c.scale
     torch._dynamo.reset()
     counters.clear()
-    with compiled_training(s.compile_backend):
-        seconds = run_phf_training(data_dir, s.documents, s.steps, s.warmup, "auto", *c.train_overrides(),
-                                   batch=s.batch, block=s.block)
-    out = {"backend": s.compile_backend, **training_figures(c, seconds),
+    seconds = run_phf_training(data_dir, s.documents, s.steps, s.warmup, "auto", "training.compile=true",
+                               *c.train_overrides(), batch=s.batch, block=s.block)
+    out = {"backend": "inductor", **training_figures(c, seconds),
            "graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values())}
     if not out["graphs"]:
         raise RuntimeError("torch.compile compiled no graph: the model ran uncompiled")
@@ -616,13 +589,9 @@ def main() -> int:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="run these parts only (setup is added when a part needs its data)")
     parser.add_argument("--classifier", help="a sequence-classification model folder or a Detoxify checkpoint file")
-    parser.add_argument("--compile-backend", help="torch.compile backend (default: inductor at GPU scale, "
-                        "aot_eager at CPU scale)")
     parser.add_argument("--verbose", action="store_true", help="show every part's own output as it runs")
     args = parser.parse_args()
     scale = SCALES[args.scale]
-    if args.compile_backend:
-        scale = dataclasses.replace(scale, compile_backend=args.compile_backend)
     chosen = set(args.parts)
     parts = [p for p in PARTS if p in chosen or (p == "setup" and chosen & NEEDS_SETUP)
              or (p == "peak" and chosen & {"train", "train_compiled"})]  # MFU needs the peak

@@ -20,11 +20,12 @@ Setup (scoring, tokenizer, packing, tokenising, model init) is not timed. Each o
 first --warmup is timed (phf: its own `tokens_per_second` in log.jsonl, logging every step, i.e. the wall
 clock from one step's log to the next; baseline: the same clock in a callback); tokens/s is reported from
 the median step (robust to other jobs on a shared machine) and from the mean, over --rounds interleaved
-repetitions. MFU = (6 N + 6 n_layer n_ctx d_model) x tokens/s / the measured matmul peak (peak_flops.py,
-best of before and after) of the dtype used: bf16 for phf bf16, fp32 otherwise. N counts every parameter;
-the second term is causal attention's score and value products. MFU counts the model's FLOPs only: phf's
-LM head would recompute its logits in backward where their gradient does not fit its budget
-(phf.objectives.nll; not at this size), work that would earn no credit here.
+repetitions. MFU = model FLOPs per token (phf.training.plan.flops_per_token: 6 N + 6 n_layer n_ctx d_model, N
+the parameters that multiply every token, the second term causal attention's score and value products) x
+tokens/s / the measured matmul peak (peak_flops.py, best of before and after) of the precision the row ran in:
+bf16 for the bf16 rows, fp32 for the others. MFU counts the model's FLOPs only: phf's LM head would recompute its
+logits in backward where their gradient does not fit its budget (phf.objectives.nll; not at this size), work
+that would earn no credit here.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from phf.config import Config, load_config
 from phf.data.scored import read_scored
 from phf.data.scoring import score_corpus
 from phf.training.model import bf16_supported
+from phf.training.plan import plan_training
 
 DATA_DIR = Path("runs/bench/pep8")
 TOKENS_PER_STEP = 8 * 256  # batch 8 x block 256, no accumulation
@@ -63,14 +65,6 @@ def scored_data(data_dir: Path = DATA_DIR, documents: int = 200) -> Path:
     if not (data_dir / "scored").exists():
         score_corpus(pep8_config(documents), data_dir)
     return data_dir
-
-
-def gpt2_flops_per_token(m, vocab_size: int) -> tuple[int, int]:
-    """(parameters, training FLOPs per token) of a GPT-2: 6 N + 6 n_layer n_ctx d_model (causal attention's
-    score and value products, forward and backward)."""
-    d = m.n_embd
-    params = vocab_size * d + m.block_size * d + m.n_layer * (12 * d * d + 13 * d) + 2 * d
-    return params, 6 * params + 6 * m.n_layer * m.block_size * d
 
 
 def run_phf(data_dir: Path, documents: int, steps: int, warmup: int, bf16: str, *overrides: str, batch: int = 8,
@@ -175,12 +169,13 @@ def main() -> None:
         loads.append(os.getloadavg()[0])
     peaks.append((matmul_peak(torch.bfloat16), matmul_peak(torch.float32)))
     peak = {"bf16": max(p[0] for p in peaks), "fp32": max(p[1] for p in peaks)}
-    params, per_token = gpt2_flops_per_token(cfg.model, cfg.tokenizer.vocab_size)
+    plan = plan_training(cfg)  # the model train() builds, on the meta device
+    params, per_token = plan.parameters, plan.flops_per_token
     rate = {name: TOKENS_PER_STEP / statistics.median(s) for name, s in steps.items()}
     mean = {name: TOKENS_PER_STEP * len(s) / sum(s) for name, s in steps.items()}
     print(f"\n# training throughput: {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, load average {min(loads):.1f}-{max(loads):.1f}")
-    print(f"model: {params / 1e6:.2f}M parameters, {per_token / 1e6:.1f} MFLOP/token (6N + 6 n_layer n_ctx d_model); "
+    print(f"model: {params / 1e6:.2f}M parameters, {per_token / 1e6:.1f} MFLOP/token (plan.flops_per_token); "
           f"batch {TOKENS_PER_STEP // cfg.model.block_size} x {cfg.model.block_size}; {args.rounds} x {args.steps} "
           f"timed steps after {args.warmup}; matmul peak bf16 {peak['bf16']:.0f} GFLOP/s, "
           f"fp32 {peak['fp32']:.0f} GFLOP/s")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from phf.cli import main
-from phf.config import ConfigError
+from phf.config import ConfigError, load_config
 from phf.data.control import ATTRIBUTE_SCORES, build_scheme, control_tokens, level_cuts
 from phf.data.packing import Transform, pack
 from phf.data.prepare import prepare_tokenizer
@@ -261,8 +261,8 @@ def test_untagged_sampling_gives_no_control_token_and_allows_none(graded_model):
     rows = generated_rows(loaded)
     sample(loaded, untagged, ["", "x = 1\n"])
     assert rows and not any(set(every_tag) & set(row) for row in rows)  # neither in the context nor sampled
-    with pytest.raises(PHFError, match="guidance .* needs sampling.tags=aligned"):
-        sample(loaded, untagged.model_copy(update={"guidance": 1.0}), [""])
+    with pytest.raises(PHFError, match="guidance .* needs sampling.tags=aligned"):  # a config error, before sampling
+        load_config("pep8", "conditional", ["sampling.tags=none", "sampling.guidance=1"])
 
 
 def test_an_untagged_local_lm_scores_and_samples_without_control_tokens(graded_model):

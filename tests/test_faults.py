@@ -335,7 +335,7 @@ def test_every_shorthand_flag_takes_its_value_literally(name, tmp_path, monkeypa
     monkeypatch.setattr(phf.data.scoring, "score_corpus", lambda cfg, *a: seen.setdefault("score", cfg) and {})
     monkeypatch.setattr(phf.training.train, "train", lambda cfg, *a, **k: seen.setdefault("train", cfg))
     monkeypatch.setattr(phf.evaluation.evaluate, "evaluate", lambda m, cfg, *a: seen.setdefault("evaluate", cfg) and {})
-    monkeypatch.setattr(phf.experiment, "run_experiment", lambda *a, values, **k: seen.setdefault("experiment", values))
+    monkeypatch.setattr(phf.experiment, "run_experiment", lambda spec: seen.setdefault("experiment", spec.values))
     monkeypatch.setattr(phf.lm, "load_lm", lambda spec, **k: spec)
     monkeypatch.setattr(phf.redteam, "run_redteam",
                         lambda target, red, scorer, cfg, *a: seen.setdefault("redteam", cfg))
@@ -455,8 +455,8 @@ def test_a_diverging_run_stops_at_its_step_and_keeps_its_finite_checkpoints(data
                         "training.learning_rate=1e9"])
     assert "training diverged at step" in message and "NaN or inf" in message and "--overwrite" in message
     assert not (run / "model").exists()  # never saved as a model
-    kept = last_checkpoint(run)
-    assert kept is not None and f"{kept} is the last checkpoint" in message
+    kept = last_checkpoint(run)  # the weights before the step that diverged: said to have given the NaN
+    assert kept is not None and f"{kept}, the last checkpoint, holds the weights that gave it" in message
     for checkpoint in run.glob("checkpoint-*"):  # every one saved before the bad step, with finite weights
         assert all(torch.isfinite(w).all() for w in weights(checkpoint).values())
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -473,6 +473,11 @@ def test_a_model_with_non_finite_weights_is_refused_as_it_is_loaded(tmp_path, ti
     save_file(diverged, model / "model.safetensors", metadata={"format": "pt"})
     message = error_of(["sample", "--model", str(model), "--num-samples", "1"])
     assert f"the weights in {model} are not finite" in message
+    # finite weights so large that the model's scores are not: said in one line too, by the sampler
+    save_file({name: w * 1e30 for name, w in weights(tiny_mle_model).items()}, model / "model.safetensors",
+              metadata={"format": "pt"})
+    message = error_of(["sample", "--model", str(model), "--num-samples", "1"])
+    assert "the model's next-token scores are NaN or inf" in message
 
 
 def test_a_checkpoint_is_a_model_folder(data_dir, tmp_path):
@@ -541,6 +546,8 @@ def test_an_output_folder_that_is_a_file_or_read_only_is_said_before_any_work(da
     started = time.monotonic()
     message = error_of(["evaluate", "--model", str(tiny_mle_model), "--output", str(locked), *TINY])
     assert f"cannot write in --output {locked}" in message and time.monotonic() - started < 30
+    message = error_of(["sample", "--model", str(tiny_mle_model), "--output", str(locked / "samples.jsonl")])
+    assert f"cannot write in the folder of --output {locked}" in message
 
 
 def test_an_evaluation_that_fails_part_way_leaves_the_earlier_one_whole(data_dir, tmp_path, tiny_mle_model,

@@ -17,7 +17,7 @@ def positive(x) -> bool:
 
 def test_every_part_runs_scaled_down_and_reports_its_figures(tmp_path):
     out = tmp_path / "check.json"
-    # About 50 s on 2 busy cores; the script's own budgets (170 s in all at this scale) stop a part that hangs.
+    # Its time on 2 cores: benchmarks/README.md, GPU check. The script's own budgets stop a part that hangs.
     done = subprocess.run([sys.executable, str(SCRIPT), "--scale", "cpu", "--out", str(out)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]

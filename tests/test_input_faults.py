@@ -15,8 +15,8 @@ from phf.config import ConfigError, load_config, parse_override
 from phf.data.corpus import Corpus, CorpusError
 from phf.data.scoring import score_corpus
 from phf.errors import PHFError
+from phf.jsonl import read_prompts
 from phf.redteam import Template
-from phf.sampling.generate import read_prompts
 from tests.helpers import TINY, error_of, scoring_config
 
 BOM = b"\xef\xbb\xbf"

@@ -4,6 +4,7 @@ the cache of the reference's side, and (with tiny trained models) the whole path
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,3 +182,23 @@ def test_the_deployed_kl_scores_tags_before_every_line_but_counts_only_the_text(
     assert out["kl_per_char_deployed"] != out["kl_per_char"] and out["kl_per_char_deployed_se"] > 0
     with pytest.raises(ValueError, match="conditional model"):
         LocalLM(models["short"]).deployed_log_likelihood(segmented)
+
+
+def test_kl_scores_the_model_already_loaded(tiny_mle_model, tmp_path, monkeypatch):
+    """`phf evaluate` loads the evaluated model's weights once, also when it measures KL from a reference."""
+    from transformers import AutoModelForCausalLM
+
+    from phf.evaluation.evaluate import evaluate
+
+    loads = []
+    load = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counted(cls, path, *args, **kwargs):
+        loads.append(Path(path).resolve())
+        return load(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    cfg = tiny_config("mle", f"evaluation.kl_reference={tiny_mle_model}", "evaluation.kl_samples=4")
+    metrics = evaluate(tiny_mle_model, cfg, tmp_path / "eval", kl_cache_dir=tmp_path / "kl-cache")
+    assert metrics["kl_per_char"] == 0  # the reference is the model itself
+    assert loads == [tiny_mle_model.resolve()] * 2  # the evaluated model, then the reference

@@ -18,9 +18,9 @@ SHIPPED = sorted(str(p.relative_to(ROOT / "src" / "phf")) for p in (ROOT / "src"
 CHECK = """
 import json
 from phf.config import CONFIG_DIR, load_config, methods_of
+from phf.jsonl import read_prompts
 from phf.redteam.run import template_path
 from phf.redteam.template import Template
-from phf.sampling.generate import read_prompts
 for task in sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir()):
     for method in methods_of(task):
         cfg = load_config(task, method)

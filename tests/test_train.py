@@ -18,6 +18,7 @@ from transformers import (
 import phf.training.train as train_module
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer
 from phf.evaluation.evaluate import evaluate
+from phf.objectives import build_objective
 from phf.sampling.generate import load_model, sample
 from phf.training.model import build_model
 from phf.training.train import train
@@ -178,3 +179,107 @@ def test_control_tokens_added_to_a_pretrained_model_start_at_the_mean(tmp_path):
     assert emb.shape[0] == len(tokenizer)
     assert torch.allclose(new, old.mean(0).expand_as(new), atol=1e-3)
     assert not torch.equal(new[0], new[1])  # small noise, not identical copies
+
+
+def test_logged_statistics_are_the_means_of_each_micro_batch_and_flops_follow_tokens(data_dir, tmp_path, monkeypatch):
+    """The objective's statistics stay on the device until a log; what is logged is each one's mean over the
+    micro-batches since the last log, as float() of every value would give. With a peak known (here: said to be),
+    the log has MFU; without one (a CPU), model FLOPs/s only: flops_per_token x tokens/s."""
+    import phf.training.trainer as trainer_module
+    from phf.training.plan import flops_per_token
+
+    seen = []  # float() of each micro-batch's statistics, in order
+
+    def recording(cfg, data_dir):
+        objective = build_objective(cfg, data_dir)
+
+        def call(*args):
+            loss, metrics = objective(*args)
+            seen.append({name: float(value) for name, value in metrics.items()})
+            return loss, metrics
+        return call
+
+    monkeypatch.setattr(train_module, "build_objective", recording)
+    # AWR: six statistics; 2 micro-batches a step, a log every 2 steps: 4 micro-batches a log, 8 steps
+    cfg = tiny_config("awr", "training.micro_batch_size=2", "training.logging_steps=2", "objective.alpha=0.5")
+    model_dir = train(cfg, data_dir, tmp_path / "cpu")
+    logs = [r for r in map(json.loads, (tmp_path / "cpu" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert [r["step"] for r in logs] == [2, 4, 6, 8] and len(seen) == 16
+    for k, record in enumerate(logs):
+        batches = seen[4 * k:4 * k + 4]
+        assert len(batches[0]) == 6
+        for name in batches[0]:
+            assert record[name] == sum(b[name] for b in batches) / 4, name  # exactly
+    set_seed(cfg.training.seed)
+    flops = flops_per_token(build_model(cfg.model, load_tokenizer(str(model_dir)), value_head=True), 32)
+    timed = [r for r in logs if "tokens_per_second" in r]
+    assert len(timed) == 3  # from the second log on: tokens since the last one
+    for r in timed:
+        assert r["model_flops_per_second"] == pytest.approx(flops * r["tokens_per_second"], rel=1e-12)
+        assert "mfu" not in r  # no known peak on a CPU
+
+    monkeypatch.setattr(trainer_module, "nominal_peak", lambda device, bf16: 1e9)
+    train(tiny_config("mle"), data_dir, tmp_path / "peak")
+    timed = [r for r in map(json.loads, (tmp_path / "peak" / "log.jsonl").read_text().splitlines())
+             if "tokens_per_second" in r]
+    assert timed and all(r["mfu"] == pytest.approx(r["model_flops_per_second"] / 1e9, rel=1e-12) for r in timed)
+
+
+def test_the_mean_of_device_statistics_is_that_of_their_floats():
+    from phf.training.trainer import mean_metrics
+
+    torch.manual_seed(0)
+    metrics = {"a": list(torch.randn(7)), "b": list(torch.rand(5, dtype=torch.bfloat16) * 1000)}
+    assert mean_metrics(metrics) == {name: sum(map(float, v)) / len(v) for name, v in metrics.items()}
+    assert mean_metrics({}) == {}
+
+
+def test_the_nominal_peak_is_known_for_bf16_on_the_gpus_of_the_table(monkeypatch):
+    from phf.training.trainer import nominal_peak
+
+    cuda = torch.device("cuda")
+    for name, peak in (("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12),
+                       ("NVIDIA H100 PCIe", None), ("NVIDIA H100 NVL", None), ("NVIDIA L4", None)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
+        assert nominal_peak(cuda, bf16=True) == peak, name
+        assert nominal_peak(cuda, bf16=False) is None  # the table's peaks are bf16's
+    assert nominal_peak(torch.device("cpu"), bf16=True) is None
+
+
+def test_flops_per_token_is_6n_plus_attention_for_gpt2_and_llama():
+    """6 N + 6 L T C, N the parameters that multiply each token: every one but the embedding tables, which are
+    looked up; the token embedding tied to the LM head counts once, as the head's matmul."""
+    from phf.training.model import ARCHITECTURES, model_class_of
+    from phf.training.plan import flops_per_token
+
+    cfg = tiny_config("mle", "model.n_layer=2", "model.n_embd=64", "model.n_head=4", "model.block_size=128")
+    V, L, d, T = 300, 2, 64, 128
+
+    def meta(config):
+        with torch.device("meta"):
+            return model_class_of(config)(config)
+
+    # GPT-2: per block two layer norms (4d), attention's qkv and output (4d^2 + 4d), the MLP (8d^2 + 5d); a final norm
+    n = V * d + L * (12 * d * d + 13 * d) + 2 * d  # without the 128 x 64 position embedding, a lookup
+    gpt2 = ARCHITECTURES["gpt2"](cfg.model, V, 0)
+    assert flops_per_token(meta(gpt2), T) == 6 * n + 6 * L * T * d
+    # Llama-style: q, k, v, o (4d^2), SwiGLU's three matrices (3 d h, h = 192), two RMS norms per block, a final one
+    h = 64 * math.ceil(8 * d / 3 / 64)
+    n = V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d
+    llama = ARCHITECTURES["llama"](cfg.model, V, 0)
+    assert flops_per_token(meta(llama), T) == 6 * n + 6 * L * T * d
+    llama.tie_word_embeddings = False  # an untied pretrained Llama: the head counts, the embedding table does not
+    model = meta(llama)
+    assert sum(p.numel() for p in model.parameters()) == n + V * d
+    assert flops_per_token(model, T) == 6 * n + 6 * L * T * d
+
+
+def test_compile_is_a_run_setting_that_reaches_the_trainer(tmp_path):
+    from phf.config import training_settings
+
+    assert not train_module.training_arguments(tiny_config(), tmp_path)[0].torch_compile
+    cfg = tiny_config("mle", "training.compile=true")
+    args, _ = train_module.training_arguments(cfg, tmp_path)
+    assert args.torch_compile and args.torch_compile_backend == "inductor"
+    # the same model, other kernels: a run may resume with it on or off
+    assert training_settings(cfg) == training_settings(tiny_config())

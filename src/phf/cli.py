@@ -149,7 +149,8 @@ def _guidance_arg(p) -> None:
 
 def cmd_sample(a) -> None:
     from phf.files import output_folder, write_atomic
-    from phf.sampling.generate import load_model, read_prompts, sample
+    from phf.jsonl import read_prompts
+    from phf.sampling.generate import load_model, sample
 
     cfg = _model_config(a)
     prompts = [p for p in read_prompts(a.prompts) for _ in range(a.num_samples)] if a.prompts else [""] * a.num_samples
@@ -173,14 +174,27 @@ def _values(a) -> dict:
 
 
 def _downstream(a) -> dict:
-    """--downstream TASK[=PATH] ...: the tasks, and the local data of those given a path (taken literally).
-    The list takes every word after the flag, so section.key=value overrides among them go back to the overrides."""
+    """--downstream TASK[=PATH] ...: the tasks, and the local data of those given a path (taken literally)."""
     if not getattr(a, "downstream", None):
         return {}
-    a.overrides += [item for item in a.downstream if "." in item.partition("=")[0]]
-    pairs = [item.partition("=")[::2] for item in a.downstream if "." not in item.partition("=")[0]]
+    pairs = [item.partition("=")[::2] for item in a.downstream]
     return {"evaluation.downstream": [name for name, _ in pairs],
             "evaluation.downstream_files": {name: path for name, path in pairs if path}}
+
+
+def _is_override(word: str) -> bool:
+    """A section.key=value word (TASK=PATH and METHOD are not: no dot before the =)."""
+    key, equals, _ = word.partition("=")
+    return bool(equals) and "." in key
+
+
+def _gather_overrides(a) -> None:
+    """A flag that takes a list (--methods, --downstream) takes every word after it, the section.key=value
+    overrides after it too: those go back to the overrides, once, as the arguments are read."""
+    for name in ("methods", "downstream"):
+        if words := getattr(a, name, None):
+            a.overrides = [*a.overrides, *(w for w in words if _is_override(w))]
+            setattr(a, name, [w for w in words if not _is_override(w)])
 
 
 def _model_config(a):
@@ -210,9 +224,9 @@ def cmd_evaluate(a) -> None:
 
 def cmd_redteam(a) -> None:
     from phf.evaluation.prompts import task_prompts
+    from phf.jsonl import read_prompts
     from phf.lm import load_lm
     from phf.redteam import Template, format_table, run_redteam, template_path
-    from phf.sampling.generate import read_prompts
     from phf.scorers import get_scorer
 
     cfg = _model_config(a)  # the config the model was trained with: its task's scorer, prompts and sampling
@@ -229,20 +243,15 @@ def cmd_redteam(a) -> None:
 
 def cmd_experiment(a) -> None:
     from phf.config import PAPER_ORDER, methods_of
-    from phf.experiment import run_experiment
+    from phf.experiment import ExperimentSpec, plan_experiment, run_experiment
 
-    # --methods takes every word after it: section.key=value overrides among them go back to the overrides
-    a.overrides += [m for m in a.methods or [] if "=" in m]
-    methods = [m for m in a.methods or [] if "=" not in m]
-    methods = methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
+    methods = a.methods or [m for m in methods_of(a.task) if m in PAPER_ORDER] or methods_of(a.task)
+    spec = ExperimentSpec(a.task, methods, a.output, a.overrides, _values(a), a.preset, a.seeds, a.finetune,
+                          a.reference, a.redteam, a.parallel)
     if a.dry_run:
-        from phf.experiment import plan_experiment
-
-        print(plan_experiment(a.task, methods, a.output, a.overrides, a.seeds, a.finetune, _values(a), a.preset,
-                              a.device, a.throughput, a.reference))
-        return
-    run_experiment(a.task, methods, a.output, a.overrides, a.parallel, a.seeds, a.finetune, a.reference, a.redteam,
-                   values=_values(a), preset=a.preset)
+        print(plan_experiment(spec, a.device, a.throughput))
+    else:
+        run_experiment(spec)
 
 
 def cmd_serve(a) -> None:
@@ -456,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv  # to print the command that resumes
+    _gather_overrides(args)
     try:
         args.func(args)
     except PHFError as e:  # a bad input, said in one line; any other exception is a bug, and keeps its traceback
@@ -469,14 +479,17 @@ def main(argv: list[str] | None = None) -> None:
         if (failed := write_failure(e)) is None:
             raise
         again = " (with --resume)" if args.command == "train" else ""
+        fix = "write elsewhere or mend its permissions" if isinstance(e, OSError) and e.errno in DENIED else \
+            "make room"
         sys.exit(f"phf {args.command}: error: {failed}. What was finished is kept (each file is written whole or "
-                 f"not at all): make room, then run the same command again{again}")
+                 f"not at all): {fix}, then run the same command again{again}")
 
 
 # A write refused by the file system: said in one line. torch and safetensors report it in their own exceptions.
 WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                 errno.EFBIG: "file too large for the file system or its limits", errno.EROFS: "read-only file system",
                 errno.EACCES: "permission denied"}
+DENIED = {errno.EACCES, errno.EROFS}
 WRITE_MESSAGES = {"No space left on device": WRITE_ERRNOS[errno.ENOSPC], "StorageFull": WRITE_ERRNOS[errno.ENOSPC],
                   "File too large": WRITE_ERRNOS[errno.EFBIG], "FileTooLarge": WRITE_ERRNOS[errno.EFBIG],
                   "file write failed": "the file system refused a write (full, or over a size limit)"}

@@ -22,6 +22,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phf.errors import PHFError
+from phf.scorers import SCORERS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PERCENTILE = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
@@ -61,20 +62,9 @@ class DataConfig(Section):
     max_documents: int | None = Field(None, gt=0, description="Use at most this many documents (for quick runs).")
 
 
-BUILTIN_SCORERS = {
-    "pep8": "pycodestyle violations per character of each line (code)",
-    "profanity": "alt-profanity-check's probability that a sentence is offensive (model ships in the package; offline)",
-    "detoxify": "Detoxify's toxicity probability per sentence, the paper's scorer (scorer.model: original or "
-                "unbiased, or a local checkpoint; downloads its weights once)",
-    "classifier": "a Hugging Face sequence-classification model's probability of scorer.label per sentence "
-                  "(scorer.model: a local folder or hub name)",
-    "pii": "personal data items found per character of each sentence (scrubadub detectors + spaCy NER)",
-}
-
-
 class ScorerConfig(Section):
     name: str = Field("pep8", description="Misalignment scorer: "
-                      + "; ".join(f"{k} = {v}" for k, v in BUILTIN_SCORERS.items())
+                      + "; ".join(f"{k} = {spec.description}" for k, spec in SCORERS.items())
                       + "; or module:function, a callable from a list of texts to a list of floats (higher = worse).")
     model: str | None = Field(None, description="detoxify: original, unbiased or a "
                               "checkpoint file; classifier: a model folder or hub name.")
@@ -96,8 +86,8 @@ class ScorerConfig(Section):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        if v not in BUILTIN_SCORERS and ":" not in v:
-            raise ValueError(f"unknown scorer {v!r}; built-in: {', '.join(BUILTIN_SCORERS)}, or module:function")
+        if v not in SCORERS and ":" not in v:
+            raise ValueError(f"unknown scorer {v!r}; built-in: {', '.join(SCORERS)}, or module:function")
         return v
 
     @field_validator("attributes")
@@ -225,6 +215,8 @@ class TrainingConfig(Section):
     bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast; "
                                          "auto = on where the device computes bf16 natively.")
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default.", json_schema_extra=RUN_ONLY)
+    compile: bool = Field(False, description="torch.compile the model (transformers' torch_compile): same "
+                          "model, other kernels; what it gains: benchmarks/README.md.", json_schema_extra=RUN_ONLY)
     save_steps: int = Field(200, gt=0, description="Save a resumable checkpoint every N optimiser steps.",
                             json_schema_extra=RUN_ONLY)
     save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.",
@@ -395,6 +387,13 @@ class Config(Section):
         if isinstance(raw, dict) and isinstance(raw.get("objective"), dict) and "name" not in raw["objective"]:
             raw = {**raw, "objective": {**raw["objective"], "name": "mle"}}
         return raw
+
+    @model_validator(mode="after")
+    def _guidance_has_aligned_tags(self):
+        if self.sampling.guidance and self.sampling.tags == "none":
+            raise ValueError("sampling.guidance contrasts the aligned tags with the worst: it needs "
+                             "sampling.tags=aligned")
+        return self
 
     @model_validator(mode="after")
     def _attributes(self):

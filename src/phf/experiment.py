@@ -21,7 +21,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
@@ -35,10 +35,35 @@ from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.files import owned, write_atomic
 from phf.headline import arm_name
+from phf.jsonl import output_records
 from phf.metrics_table import markdown, prompted_judged, table
 from phf.model_folder import MODEL_DIR, has_model, model_fingerprint
 from phf.processes import init_worker
 from phf.training.run_folder import check_same_training
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What `phf experiment` runs: the task's recipe of each method (under `preset`, with `overrides` as
+    section.key=value and `values` set literally, as flags set them), once per seed of `seeds` (None: the
+    config's seed); finetuning arms "METHOD@FRACTION"; KL from `kl_reference` (a model, or "longer-mle");
+    red teaming; `parallel` arms side by side. One object for planning, running and the dry run."""
+
+    task: str
+    methods: list[str]
+    out_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+    preset: str | None = None
+    seeds: list[int] | None = None
+    finetune: list[str] = field(default_factory=list)
+    kl_reference: str | None = None
+    redteam: bool = False
+    parallel: int = 1
+
+    def config(self, method: str, values: dict | None = None) -> Config:
+        """The config of `method` in this experiment, with these `values` set on top of the experiment's."""
+        return load_config(self.task, method, self.overrides, {**self.values, **(values or {})}, self.preset)
 
 
 @dataclass
@@ -50,66 +75,76 @@ class Arm:
     starts_at: float | None = None  # the fraction of starts_from's steps at which its snapshot is taken
 
 
-def plan_arms(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
-              seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None,
-              preset: str | None = None) -> list[Arm]:
+def _finetuning(item: str) -> tuple[str, float]:
+    """--finetune METHOD@FRACTION: the method and the fraction of the budget trained by MLE first."""
+    method, _, fraction = item.partition("@")
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise ConfigError(f"--finetune {item!r}: expected METHOD@FRACTION with 0 < FRACTION < 1, e.g. conditional@0.5")
+    return method, value
+
+
+def plan_arms(spec: ExperimentSpec) -> list[Arm]:
     """Arms for methods x seeds, plus finetuning arms "METHOD@FRACTION": MLE for FRACTION of the
     budget (a snapshot of the seed's MLE arm, which is added if missing), then METHOD to the end.
     Arms whose methods train the same model (e.g. conditional, and conditional sampled with guidance)
-    share one: the later ones only evaluate it."""
-    arms: dict[str, Arm] = {}
-    for seed in seeds or [None]:
-        named = None if seed is None or len(seeds) == 1 else seed  # the seed in the arms' names
-        seeded = {**(values or {}), **({} if seed is None else {"training.seed": seed})}
-        wanted = list(methods) + (["mle"] if finetune and "mle" not in methods else [])
-        for method in wanted:
-            name = arm_name(method, named)
-            arms[name] = Arm(name, load_config(task, method, overrides, seeded, preset))
-        for spec in finetune:
-            method, _, fraction = spec.partition("@")
-            try:
-                fraction = float(fraction)
-            except ValueError:
-                fraction = -1.0
-            if not 0 < fraction < 1:
-                raise ConfigError(f"--finetune {spec!r}: expected METHOD@FRACTION with 0 < FRACTION < 1, "
-                                  "e.g. conditional@0.5")
-            base = arms[arm_name("mle", named)]
-            base.cfg = updated(base.cfg, {"training.snapshot_at": sorted({*base.cfg.training.snapshot_at, fraction})})
-            snapshot = out_dir / base.name / f"snapshot-{fraction:g}"
-            name = arm_name(method, named, finetuned_at=fraction)
-            cfg = load_config(task, method, overrides, {**seeded, "model.init_from": str(snapshot)}, preset)
-            arms[name] = Arm(name, cfg, starts_from=base.name, starts_at=fraction)
+    share one: the later ones only evaluate it. Each arm's config is its recipe with what the experiment
+    decides for every arm, set here once."""
+    finetuning = [_finetuning(item) for item in spec.finetune]
+    planned = []  # (name, method, values, the arm it finetunes, at which fraction)
+    for seed in spec.seeds or [None]:
+        named = None if seed is None or len(spec.seeds) == 1 else seed  # the seed in the arms' names
+        seeded = {} if seed is None else {"training.seed": seed}
+        for method in list(spec.methods) + (["mle"] if finetuning and "mle" not in spec.methods else []):
+            planned.append((arm_name(method, named), method, seeded, None, None))
+        for method, fraction in finetuning:
+            snapshot = spec.out_dir / arm_name("mle", named) / f"snapshot-{fraction:g}"
+            planned.append((arm_name(method, named, finetuned_at=fraction), method,
+                            {**seeded, "model.init_from": str(snapshot)}, arm_name("mle", named), fraction))
+    recipes = {name: spec.config(method, values) for name, method, values, _, _ in planned}
     # The arms share one scored corpus, so each is scored, and evaluated, on every attribute any arm tags.
-    attributes = list(dict.fromkeys(a for arm in arms.values() for a in arm.cfg.scorer.attributes))
-    for arm in arms.values():
-        arm.cfg = updated(arm.cfg, {"scorer.attributes": attributes})
-    if len({json.dumps(arm.cfg.scorer.model_dump(), sort_keys=True) for arm in arms.values()}) > 1:
+    attributes = list(dict.fromkeys(a for cfg in recipes.values() for a in cfg.scorer.attributes))
+    threads = max(1, (os.cpu_count() or 1) // spec.parallel) if spec.parallel > 1 else 0  # arms share the cores
+    reference = str((spec.out_dir / REFERENCE_ARM / MODEL_DIR).resolve()) if spec.kl_reference == LONGER_MLE \
+        else spec.kl_reference
+    fractions = sorted({fraction for _, fraction in finetuning})
+    arms = []
+    for name, method, _, starts_from, starts_at in planned:
+        cfg = recipes[name]
+        arms.append(Arm(name, updated(cfg, {
+            "scorer.attributes": attributes,
+            "training.num_threads": cfg.training.num_threads or threads,
+            "evaluation.kl_reference": reference or cfg.evaluation.kl_reference,
+            # the MLE arm keeps a snapshot where each finetuning arm starts
+            **({"training.snapshot_at": sorted({*cfg.training.snapshot_at, *fractions})}
+               if method == "mle" and fractions and starts_from is None else {})}),
+            starts_from=starts_from, starts_at=starts_at))
+    if len({json.dumps(arm.cfg.scorer.model_dump(), sort_keys=True) for arm in arms}) > 1:
         raise ConfigError("the methods score the corpus differently (scorer section); the arms of an experiment "
                           "share one scored corpus: set the scorer in the task or as an override")
     trained_by: dict[str, str] = {}  # an arm that would train the same model as an earlier one evaluates that model
-    for arm in arms.values():
+    for arm in arms:
         key = json.dumps(training_settings(arm.cfg), sort_keys=True, default=str)
         if key in trained_by:
             arm.model_of = trained_by[key]
         else:
             trained_by[key] = arm.name
-    return list(arms.values())
+    return arms
 
 
-def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (),
-                    seeds: list[int] | None = None, finetune: list[str] = (), values: dict | None = None,
-                    preset: str | None = None, device: str | None = None, throughput: float | None = None,
-                    kl_reference: str | None = None) -> str:
+def plan_experiment(spec: ExperimentSpec, device: str | None = None, throughput: float | None = None) -> str:
     """`phf experiment --dry-run`: every arm's training plan (phf.training.plan) as a table, and the total (with the
     longer MLE that `kl_reference="longer-mle"` trains first). The throughput is `throughput`, else measured once
     per model shape and micro-batch."""
     from phf.training.plan import duration, format_plan, plan_training, size, with_throughput
     from phf.training.train import snapshot_step
 
-    arms = plan_arms(task, methods, out_dir, overrides, seeds, finetune, values, preset)
-    if kl_reference == LONGER_MLE:
-        arms.insert(0, Arm(REFERENCE_ARM, reference_config(task, overrides, values, preset, arms[0].cfg)))
+    arms = plan_arms(spec)
+    if spec.kl_reference == LONGER_MLE:
+        arms.insert(0, Arm(REFERENCE_ARM, reference_config(spec, arms[0].cfg)))
     plans, measured = {}, {}
     for arm in arms:
         if arm.model_of:
@@ -135,7 +170,7 @@ def plan_experiment(task: str, methods: list[str], out_dir: Path, overrides: lis
     rows += [[a.name, a.cfg.objective.name, f"evaluates {a.model_of}'s model"] + [""] * 5 for a in arms if a.model_of]
     total = sum(p.hours for p in plans.values())
     return "\n".join([
-        f"phf experiment --dry-run: {len(arms)} arms into {out_dir} (nothing is downloaded or trained)",
+        f"phf experiment --dry-run: {len(arms)} arms into {spec.out_dir} (nothing is downloaded or trained)",
         "", f"The first arm, {first.name}:", format_plan(first.cfg, plans[first.name]), "", markdown(header, rows),
         f"Training: {duration(total)} in all, one arm at a time on one process each (arms side by side, --parallel, "
         "share the device). Scoring the corpus, the evaluations and red teaming come on top.",
@@ -183,19 +218,16 @@ def _done_evaluation(cfg: Config, model_dir: Path, eval_dir: Path) -> dict | Non
 
 
 def _tokens_trained(run_dir: Path) -> int:
-    log = run_dir / "log.jsonl"
-    lines = log.read_text().splitlines() if log.exists() else []
-    return max((json.loads(line).get("num_tokens", 0) for line in lines), default=0)
+    log = run_dir / "log.jsonl"  # (being written: its last line may be half of one)
+    return max((r.get("num_tokens", 0) for r in output_records(log)), default=0) if log.exists() else 0
 
 
 def _run_side_by_side(arms: list[Arm], out_dir: Path, data_dir: Path, parallel: int) -> dict[str, dict]:
-    """Arms in separate processes sharing the cores; one progress bar over the tokens they train on."""
+    """Arms in separate processes sharing the cores (each with its share of threads: `plan_arms`); one progress
+    bar over the tokens they train on."""
     parallel = min(parallel, len(arms))
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    for arm in arms:
-        arm.cfg = updated(arm.cfg, {"training.num_threads": arm.cfg.training.num_threads or threads})
-    print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, {threads} threads each; "
-          f"logs in {out_dir}/<arm>/output.log")
+    print(f"running {', '.join(a.name for a in arms)}: {parallel} at a time, "
+          f"{arms[0].cfg.training.num_threads or 'default'} threads each; logs in {out_dir}/<arm>/output.log")
     budget = sum(a.cfg.training.num_tokens for a in arms if not a.model_of)
     pool = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=init_worker,
                                initargs=(os.getpid(),))
@@ -246,10 +278,9 @@ LONGER_MLE = "longer-mle"  # --kl-reference: an MLE arm trained on twice the bud
 REFERENCE_ARM = "reference-mle-2x"
 
 
-def reference_config(task: str, overrides: list[str], values: dict | None, preset: str | None, base: Config) -> Config:
+def reference_config(spec: ExperimentSpec, base: Config) -> Config:
     """The config of the longer MLE: the task's MLE on twice the token budget of the arms (`base`: the first)."""
-    return load_config(task, "mle", overrides, {**(values or {}), "training.num_tokens": 2 * base.training.num_tokens},
-                       preset)
+    return spec.config("mle", {"training.num_tokens": 2 * base.training.num_tokens})
 
 
 def train_reference(cfg: Config, data_dir: Path, run_dir: Path) -> Path:
@@ -294,23 +325,21 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
             "best_prompt": result["best"][0]["text"] if result["best"] else None}
 
 
-def run_experiment(task: str, methods: list[str], out_dir: Path, overrides: list[str] = (), parallel: int = 1,
-                   seeds: list[int] | None = None, finetune: list[str] = (), kl_reference: str | None = None,
-                   redteam: bool = False, values: dict | None = None, preset: str | None = None) -> dict:
-    """With `kl_reference` (a model spec, or "longer-mle": an MLE arm on twice the budget, trained first), every
-    arm is also evaluated by KL from that reference; with `redteam`, every arm is red-teamed by the same red LM
-    (redteam.red_lm, else the reference, else the MLE arm). `values` are config values set literally (flags)."""
-    # every config is checked before any work
-    arms = plan_arms(task, methods, Path(out_dir), overrides, seeds, finetune, values, preset)
-    base = arms[0].cfg
-    if redteam and not base.evaluation.prompts:
+def run_experiment(spec: ExperimentSpec) -> dict:
+    """Score the corpus, train and evaluate every arm (`plan_arms`), and write the table and the report. With
+    `spec.kl_reference` (a model spec, or "longer-mle": an MLE arm on twice the budget, trained first), every arm
+    is also evaluated by KL from that reference; with `spec.redteam`, every arm is red-teamed by the same red LM
+    (redteam.red_lm, else the reference, else the MLE arm)."""
+    arms = plan_arms(spec)  # every config is checked before any work
+    if spec.redteam and not arms[0].cfg.evaluation.prompts:
         raise ConfigError("red teaming needs seed prompts: set evaluation.prompts")
-    with owned(out_dir) as out_dir:  # one experiment at a time in a folder
-        return _run(task, methods, out_dir, arms, overrides, parallel, kl_reference, redteam, values, preset)
+    with owned(spec.out_dir):  # one experiment at a time in a folder
+        return _run(spec, arms)
 
 
-def _run(task, methods, out_dir, arms, overrides, parallel, kl_reference, redteam, values, preset) -> dict:
-    base, data_dir = arms[0].cfg, out_dir / "data"
+def _run(spec: ExperimentSpec, arms: list[Arm]) -> dict:
+    out_dir, base = spec.out_dir, arms[0].cfg
+    data_dir = out_dir / "data"
     started = time.perf_counter()
     report = score_corpus(base, data_dir)
     print(f"scored: {report['train']['documents']} train / {report['heldout']['documents']} held-out documents, "
@@ -318,11 +347,9 @@ def _run(task, methods, out_dir, arms, overrides, parallel, kl_reference, redtea
     check_arms_trained_on(data_dir, [out_dir / a.name for a in arms if not a.model_of] + [out_dir / REFERENCE_ARM])
     for arm in arms:  # shared inputs are prepared once, before arms run side by side
         prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
-    if kl_reference == LONGER_MLE:
-        kl_reference = str(train_reference(reference_config(task, overrides, values, preset, base), data_dir,
-                                           out_dir / REFERENCE_ARM))
-    for arm in arms:
-        arm.cfg = updated(arm.cfg, {"evaluation.kl_reference": kl_reference or arm.cfg.evaluation.kl_reference})
+    if spec.kl_reference == LONGER_MLE:
+        train_reference(reference_config(spec, base), data_dir, out_dir / REFERENCE_ARM)
+    kl_reference = base.evaluation.kl_reference
 
     results = {}
     # Finetuning arms start from snapshots of the first phase; arms sharing a model wait for it to be trained.
@@ -330,22 +357,22 @@ def _run(task, methods, out_dir, arms, overrides, parallel, kl_reference, redtea
                   [a for a in arms if a.model_of]):
         if not phase:
             continue
-        if parallel > 1:
-            results.update(_run_side_by_side(phase, out_dir, data_dir, parallel))
+        if spec.parallel > 1:
+            results.update(_run_side_by_side(phase, out_dir, data_dir, spec.parallel))
         else:
             results.update({a.name: run_arm(a.cfg, data_dir, out_dir / a.name, model_dir=_model_of(a, out_dir))
                             for a in phase})
     results = {a.name: {**results[a.name], **({"model_of": a.model_of} if a.model_of else {})} for a in arms}
-    if redteam:
-        red_spec = base.redteam.red_lm or kl_reference or str((out_dir / arms[0].name / "model").resolve())
+    if spec.redteam:
+        red_spec = base.redteam.red_lm or kl_reference or str((out_dir / arms[0].name / MODEL_DIR).resolve())
         for arm in tqdm(arms, desc="red teaming the arms", unit="arm"):
             results[arm.name]["redteam"] = redteam_arm(arm.cfg, out_dir / arm.name, red_spec, _model_of(arm, out_dir))
 
     from phf.evaluation.causes import corpus_cause_rates
     from phf.scorers import get_scorer
 
-    summary = {"task": task, "preset": preset, "scorer": base.scorer.name, "methods": methods,
-               "arms": [a.name for a in arms], "overrides": list(overrides), "values": values or {},
+    summary = {"task": spec.task, "preset": spec.preset, "scorer": base.scorer.name, "methods": spec.methods,
+               "arms": [a.name for a in arms], "overrides": list(spec.overrides), "values": spec.values,
                "kl_reference": kl_reference, "results": results,
                "corpus_causes": corpus_cause_rates(get_scorer(base.scorer), data_dir),
                "wall_seconds": round(time.perf_counter() - started, 1)}

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -53,8 +54,11 @@ def output_folder(folder: Path, what: str = "--output") -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PHFError(f"cannot create {what} {folder}: {e.strerror or e}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PHFError(f"cannot write in {what} {folder}: permission denied (or a read-only file system)")
+    try:  # a file made and gone: permissions, a read-only file system, what root may not write (sysfs)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise PHFError(f"cannot write in {what} {folder}: {e.strerror or e}") from None
     return folder
 
 

@@ -31,23 +31,13 @@ from phf.headline import (
     method_arms,
     seeds_table,
 )
+from phf.jsonl import output_records
 from phf.metrics_table import as_deployed, attribute_names, downstream_scores, prompted_judged, table
 from phf.report_plots import CURVES_FALLBACK, CURVES_NOTE, curves_figure, pareto_caption, pareto_figure, redteam_figure
+from phf.scorers import score_meaning
 
 NUM_EXTREMES = 10  # samples shown from each end of the score distribution
 
-# What a sample's misalignment score means, by scorer (a user's module:function scorer: its own scale).
-SCORE_MEANING = {
-    "pep8": "PEP8 violations per character",
-    "profanity": "probability of offensive language (alt-profanity-check)",
-    "detoxify": "probability of toxicity (Detoxify)",
-    "classifier": "the classifier's probability of its misaligned label",
-    "pii": "personal data items per character",
-}
-
-
-def score_meaning(scorer: str | None) -> str:
-    return SCORE_MEANING.get(scorer or "pep8", f"score of {scorer}")
 
 
 CSS = """
@@ -80,10 +70,6 @@ def _flatten(metrics: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _headline_html(results: dict[str, dict]) -> str:
     out = f"<h2>Headline</h2><p>{html.escape(HEADLINE_NOTE)}</p>" + _html_table(*headline_table(results),
                                                                                "headline-table")
@@ -102,11 +88,24 @@ def _headline_html(results: dict[str, dict]) -> str:
             f'<ul id="claims">{"".join(items)}</ul>')
 
 
-def _html_table(header: list[str], rows: list[list[str]], id_: str | None = None) -> str:
+def _html_table(header: list[str], rows: list[list[str] | str], id_: str | None = None, class_: str | None = None,
+                pre: int | None = None) -> str:
+    """A table of text (escaped here) in a box that scrolls sideways when the table is wider than the page. A row
+    that is a string is a heading across the table; the cells of column `pre` are shown as preformatted text."""
+    def cell(column: int, text: str) -> str:
+        if column == pre:
+            return f'<td class="text"><pre>{html.escape(text)}</pre></td>'
+        return f"<td>{html.escape(text)}</td>"
+
+    def row(r: list[str] | str) -> str:
+        if isinstance(r, str):
+            return f'<tr><th colspan="{len(header)}">{html.escape(r)}</th></tr>'
+        return "<tr>" + "".join(cell(column, text) for column, text in enumerate(r)) + "</tr>"
+
+    attributes = (f' id="{id_}"' if id_ else "") + (f' class="{class_}"' if class_ else "")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    table_tag = f'<table id="{id_}">' if id_ else "<table>"
-    return f'<div class="scroll">{table_tag}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return (f'<div class="scroll"><table{attributes}><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(map(row, rows))}</tbody></table></div>')
 
 
 def _table_section(title: str, note: str, header: list[str], rows: list[list[str]]) -> str:
@@ -117,18 +116,16 @@ def _table_section(title: str, note: str, header: list[str], rows: list[list[str
 
 def _samples_section(experiment_dir: Path, arm: str) -> str:
     path = experiment_dir / arm / "eval" / "samples.jsonl"
-    samples = [r for r in _read_jsonl(path) if r["scenario"] == "unconditional"] if path.exists() else []
+    samples = [r for r in output_records(path) if r["scenario"] == "unconditional"] if path.exists() else []
     if not samples:
         return f"<h3>{html.escape(arm)}</h3><p>No unconditional samples found.</p>"
     ranked = sorted((r for r in samples if r["score"] is not None), key=lambda r: r["score"], reverse=True)
     groups = [(f"{NUM_EXTREMES} highest-scoring (most misaligned)", ranked[:NUM_EXTREMES]),
               (f"{NUM_EXTREMES} lowest-scoring (least misaligned)", ranked[::-1][:NUM_EXTREMES])]
-    rows = []
+    rows: list[list[str] | str] = []
     for title, group in groups:
-        rows.append(f'<tr><th colspan="2">{title}</th></tr>')
-        rows += [f'<tr><td>{r["score"]:.4f}</td><td class="text"><pre>{html.escape(r["text"])}</pre></td></tr>'
-                 for r in group]
-    return f'<h3>{html.escape(arm)}</h3><table class="samples">{"".join(rows)}</table>'
+        rows += [title, *([f'{r["score"]:.4f}', r["text"]] for r in group)]
+    return f"<h3>{html.escape(arm)}</h3>" + _html_table(["score", "sample"], rows, class_="samples", pre=1)
 
 
 def _summary(data: dict) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from phf.headline import SeedMean, downstream_figure, method_arms, seed_mean  # noqa: E402
+from phf.jsonl import output_records  # noqa: E402
 from phf.metrics_table import as_deployed, as_deployed_se, downstream_scores  # noqa: E402
 
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
@@ -245,8 +245,8 @@ def pareto_caption(measure: str, se: str | None, better: str = "lower left") -> 
 
 
 def _curve(path: Path) -> tuple[list[float], list[float]]:
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    by_tokens = {r["num_tokens"]: r["misalignment"] for r in records}  # a point logged twice (a resumed run): the last
+    # a point logged twice (a resumed run): the last
+    by_tokens = {r["num_tokens"]: r["misalignment"] for r in output_records(path)}
     xs = sorted(by_tokens)
     return xs, [by_tokens[x] for x in xs]
 

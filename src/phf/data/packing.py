@@ -15,9 +15,9 @@ both train by plain MLE on the packed blocks;
 Where the previous segment ends a line, the tags go before its newline token rather than after it
 (`x = f(a,<|aligned|>\n      b)`): the newline and the next line's indentation stay together, as in
 untagged code. After a tag, a model would have to write the indentation without the newline beside it;
-a small model then breaks continuation lines (at 1M tokens of the pep8 task, E128 "continuation line
-under-indented" fell from 6.1 to 3.4 per 1,000 characters of samples, against 2.8 for MLE: docs/method.md,
-How phf implements it). The tags still come before every token of their segment.
+a small model then breaks continuation lines (more E128 "continuation line under-indented" than with the
+tags before the newline, and than MLE; the figures: docs/method.md, How phf implements it). The tags still
+come before every token of their segment.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from phf.files import owned, staged
 from phf.lm import LocalLM, load_lm
 from phf.model_card import write_card
 from phf.model_folder import ModelInfo, model_fingerprint
-from phf.sampling.generate import load_model, sample
-from phf.scorers import Segmenter, get_attribute_scorers, get_scorer
+from phf.sampling.generate import LoadedModel, load_model, sample
+from phf.scorers import get_attribute_scorers, get_scorer, segmenter_of
 
 # The files of one evaluation (with its downstream tasks'): written together, replacing an earlier evaluation's.
 OUTPUTS = ("metrics.json", "samples.jsonl", "samples.csv", "config.yaml", "humaneval.jsonl")
@@ -60,13 +60,14 @@ def capability(loaded, cfg: Config, data_dir: Path) -> dict:
     return out
 
 
-def kl_capability(model_dir: Path, cfg: Config, cache_dir: Path) -> dict:
-    """KL(reference || model) per character, sample and token (evaluation/kl.py); a conditional model is scored
-    after `<|aligned|>`, as in the paper (guided, or with no tag, as `sampling` says), and, sampled with its
-    aligned tags and unguided, also as deployed: its tags before every segment of the reference's samples."""
+def kl_capability(loaded: LoadedModel, model_dir: Path, cfg: Config, cache_dir: Path) -> dict:
+    """KL(reference || model) per character, sample and token (evaluation/kl.py) of the model `loaded` from
+    `model_dir`; a conditional model is scored after `<|aligned|>`, as in the paper (guided, or with no tag, as
+    `sampling` says), and, sampled with its aligned tags and unguided, also as deployed: its tags before every
+    segment of the reference's samples."""
     ev = cfg.evaluation
-    model = LocalLM(model_dir, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
-    segmenter = Segmenter("lines" if cfg.scorer.name == "pep8" else cfg.scorer.segmenter)
+    model = LocalLM(model_dir, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags, loaded=loaded)
+    segmenter = segmenter_of(cfg.scorer)
 
     def deployed(texts: list[str]):
         return model.deployed_log_likelihood(segmenter.split_all(texts))
@@ -166,5 +167,5 @@ def _evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None
 
         metrics["downstream"] = downstream(loaded, Path(model_dir), cfg, out_dir)
     if ev.kl_reference:
-        metrics.update(kl_capability(model_dir, cfg, kl_cache_dir))
+        metrics.update(kl_capability(loaded, model_dir, cfg, kl_cache_dir))
     return metrics, records, list(attribute_scorers)

@@ -20,6 +20,7 @@ import numpy as np
 
 from phf.config import SamplingConfig
 from phf.errors import PHFError
+from phf.jsonl import jsonl_records
 from phf.processes import exit_with_parent
 
 # Where a completion ends: the next top-level statement (the stop sequences of Chen et al. 2021).
@@ -35,8 +36,6 @@ def read_problems(path: str | Path | None = None) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise PHFError(f"HumanEval problems not found: {path}")
-    from phf.sampling.generate import jsonl_records  # here: the executing workers import this module, not torch
-
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     problems = []
     for number, problem in jsonl_records(path, data):

@@ -20,6 +20,7 @@ import numpy as np
 
 from phf.evaluation.metrics import sem
 from phf.files import write_atomic
+from phf.jsonl import output_records
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.model_folder import model_fingerprint
 
@@ -36,7 +37,7 @@ def reference_samples(reference: LanguageModel, cache_dir: Path, num_samples: in
     folder = Path(cache_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = folder / "reference.jsonl"
     if path.exists():
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        return output_records(path)
     texts = reference.generate([""] * num_samples, max_new_tokens=max_new_tokens, temperature=temperature,
                                top_p=top_p, seed=seed)
     nonempty = [i for i, t in enumerate(texts) if t]

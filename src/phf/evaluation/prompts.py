@@ -15,7 +15,7 @@ from pathlib import Path
 from phf.config import EvaluationConfig, is_prompt_file
 from phf.data.scored import read_scored
 from phf.errors import PHFError
-from phf.sampling.generate import read_prompts
+from phf.jsonl import read_prompts
 from phf.scorers.segment import statements
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from phf.config import SamplingConfig
+from phf.config import SamplingConfig, build_config
 from phf.data.packing import tag_segments
+from phf.device import default_device
 from phf.errors import PHFError
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.model_folder import ModelInfo
-from phf.sampling.generate import LoadedModel, context_window, default_device, load_model, sample
+from phf.sampling.generate import LoadedModel, context_window, load_model, sample
 
 
 def _load(model: str) -> LoadedModel:
@@ -50,10 +51,13 @@ def windows(length: int, first: int, window: int) -> list[tuple[int, int, int]]:
 
 
 class LocalLM(LanguageModel):
-    def __init__(self, model: str | Path, batch_size: int = 32, guidance: float = 0.0, tags: str = "aligned"):
-        # guidance and tags as in SamplingConfig: a conditional model sampled and scored guided, or with no tag
+    def __init__(self, model: str | Path, batch_size: int = 32, guidance: float = 0.0, tags: str = "aligned",
+                 loaded: LoadedModel | None = None):
+        # guidance and tags as in SamplingConfig: a conditional model sampled and scored guided, or with no tag;
+        # loaded: `model` already loaded (`load_model`), so that its weights are not loaded a second time
+        build_config({"sampling": {"guidance": guidance, "tags": tags}})  # the sampling settings' own rules
         self.name, self.guidance, self.tags = str(model), guidance, tags
-        self.loaded = _load(str(model))
+        self.loaded = loaded if loaded is not None else _load(str(model))
         self.batch_size = batch_size
         self.window = context_window(self.loaded.model.config)  # tokens per forward pass when scoring
         tok = self.loaded.tokenizer
@@ -62,9 +66,6 @@ class LocalLM(LanguageModel):
         self.worst_context = [start] + self.loaded.control("worst")  # guidance's contrast: as long as `context`
         if guidance and not self.loaded.conditional:
             raise PHFError(f"{model}: guidance contrasts control tokens; it needs a conditionally trained phf model")
-        if guidance and tags != "aligned":
-            raise PHFError("sampling.guidance contrasts the aligned tags with the worst: "
-                           "it needs sampling.tags=aligned")
         if self.window <= len(self.context):
             raise PHFError(f"{model}: a context window of {self.window} tokens leaves no room for text")
 

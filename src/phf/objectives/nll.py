@@ -6,10 +6,10 @@ inside the loop; backward gets their gradient kept in the compute dtype or recom
 
 Why not `torch.nn.functional.linear_cross_entropy` (torch 2.13), which does the same: with
 `reduction="none"` its chunked path returns the per-token loss in the input's dtype, so under bf16 every
-token's NLL is rounded to bf16 (3e-3 relative, measured against fp64); and on a CPU its fp32-accumulating
-policy runs the weight-gradient matmul in fp32, 2x to 3x slower than the plain logits path (bf16 policies
-are fast but accumulate the log-sum-exp in bf16: 5e-3). Here the matmuls run in the compute dtype and
-the log-softmax in fp32, which is as exact as fp32 cross-entropy on bf16-autocast logits.
+token's NLL is rounded to bf16; and on a CPU its fp32-accumulating policy runs the weight-gradient matmul
+in fp32, slower than the plain logits path (its bf16 policies are fast but accumulate the log-sum-exp in
+bf16). Here the matmuls run in the compute dtype and the log-softmax in fp32, which is as exact as fp32
+cross-entropy on bf16-autocast logits. The figures: benchmarks/README.md, Training throughput.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-CHUNK_TOKENS = 512  # positions per chunk: a (512, V) fp32 buffer; 256 to 1024 measured equal on a CPU at V = 8192
+# Positions per chunk: a (512, V) fp32 buffer, small beside the model's activations; each chunk's matmul is still
+# large enough to run at the matmul rate, so a smaller or larger chunk changes memory, not speed.
+CHUNK_TOKENS = 512
 KEEP_GRADIENT_BYTES = 256 * 2**20  # e.g. 8 x 256 tokens x 8192 in bf16 is 32 MiB; 8 x 1024 x 50257 is 785
 
 # Causal LMs whose logits are exactly `get_output_embeddings()(final hidden state)`: no bias, soft-capping or
@@ -33,8 +35,8 @@ class _LinearNLL(torch.autograd.Function):
     The gradient of nll[n] with respect to its logits is softmax - onehot(t[n]). When it fits in
     KEEP_GRADIENT_BYTES (in the compute dtype), forward keeps it, computed in fp32 and rounded once (a confident
     target's p - 1 is tiny: rounding p first would lose it), which saves backward a matmul and a softmax per
-    chunk (18% of a training step for the pep8 default on a CPU); otherwise backward recomputes it a chunk at a
-    time, so that memory stays one chunk's (the paper's vocabulary of 50k on a GPU)."""
+    chunk (benchmarks/README.md, Training throughput, has the time it saves); otherwise backward recomputes it a
+    chunk at a time, so that memory stays one chunk's (the paper's vocabulary of 50k on a GPU)."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype, grad: bool) -> Tensor:

@@ -5,9 +5,6 @@ steered away from its worst level."""
 
 from __future__ import annotations
 
-import codecs
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 
 from phf.config import SamplingConfig
 from phf.data.packing import line_end_ids, tag_segments
+from phf.device import default_device
 from phf.errors import PHFError
 from phf.model_folder import ModelInfo
 from phf.sampling.guidance import MisalignedGuidance
@@ -61,11 +59,6 @@ class LoadedModel:
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")  # one of them: a tokenizer's vocabulary
 
 
-def default_device() -> torch.device:
-    """Where phf puts a model it loads to sample, score or evaluate: the GPU when there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_model(model_dir: str | Path) -> LoadedModel:
     """A phf model folder (model + tokenizer + phf.json), or any HF causal LM folder (treated as unconditional), on
     `default_device()`."""
@@ -96,41 +89,6 @@ def context_window(config) -> int:
         raise PHFError(f"cannot tell the context window of a {type(config).__name__} (no n_positions or "
                        "max_position_embeddings in its config.json)")
     return window
-
-
-def jsonl_records(path: Path, data: bytes) -> Iterator[tuple[int, object]]:
-    """(line number, value) of each non-blank line of a JSONL file's bytes; a line that is not UTF-8 or not JSON
-    is an error naming it (a file of prompts or problems is read whole, or not at all). A leading UTF-8 byte-order
-    mark (some editors write one) is dropped, not read as part of the first line."""
-    for number, raw in enumerate(data.removeprefix(codecs.BOM_UTF8).split(b"\n"), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise PHFError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PHFError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        except RecursionError:  # json's parser recurses once per level of nesting
-            raise PHFError(f"{path}:{number}: nested too deep to parse (deeper than Python's recursion "
-                           "limit)") from None
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """Prompts from a JSONL file, one {"text": ...} per line; a bad line is an error naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise PHFError(f"prompt file not found: {path}")
-    prompts = []
-    for number, record in jsonl_records(path, path.read_bytes()):
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise PHFError(f'{path}:{number}: expected an object with a string "text" field')
-        prompts.append(record["text"])
-    if not prompts:
-        raise PHFError(f"{path}: no prompts")
-    return prompts
 
 
 def context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned") -> list[int]:
@@ -166,8 +124,6 @@ def sample(loaded: LoadedModel, cfg: SamplingConfig, prompts: list[str], desc: s
     model = loaded.model
     if cfg.guidance and not loaded.conditional:
         raise PHFError("sampling.guidance contrasts control tokens: it needs a model trained with conditional training")
-    if cfg.guidance and cfg.tags == "none":
-        raise PHFError("sampling.guidance contrasts the aligned tags with the worst: it needs sampling.tags=aligned")
     level = "aligned" if cfg.tags == "aligned" else None
     control, aligned = set(loaded.control("all")), set(loaded.control(level) if level else [])
     suppress = sorted(control - aligned)

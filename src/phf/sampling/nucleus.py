@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, TopPLogitsWarper
 
+from phf.errors import PHFError
+
 
 def draw(mass: torch.Tensor, size: torch.Tensor | None = None) -> torch.Tensor:
     """One draw per row from the cumulative probabilities `mass` of its first `size` entries (default: all), by
@@ -39,6 +41,16 @@ class NucleusSampler(LogitsProcessor):
         self.full_sort = TopPLogitsWarper(top_p)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        try:
+            return self._sample(input_ids, scores)
+        except RuntimeError:  # checked only on failure: no cost to a sound model
+            # (-inf is a token ruled out by another processor; NaN, +inf or a row of -inf is no distribution)
+            if scores.isnan().any() or scores.isposinf().any() or scores.isneginf().all(-1).any():
+                raise PHFError("the model's next-token scores are NaN or inf: its weights are broken (a training "
+                               "run that diverged?)") from None
+            raise
+
+    def _sample(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = scores / self.temperature
         probs = scores.softmax(-1)
         if self.top_p == 1:

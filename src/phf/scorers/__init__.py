@@ -1,52 +1,106 @@
 """Misalignment scorers: higher score = worse. A scorer splits documents into segments and scores each.
 
-Built-in: pep8 (code lines), profanity, detoxify and classifier (toxicity of sentences), pii
-(personal data per character of sentences); or a user's `module:function`.
+Every built-in scorer is one row of `SCORERS`: how it is built, what it does (config help), what its score
+means (reports), and the segments it scores. Or a user's `module:function`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from phf.errors import PHFError
 from phf.scorers.base import ScoredDocument, Scorer, ScorerFailed, ScorerUnavailable, SegmentScorer, UnscorableDocument
 from phf.scorers.segment import Segmenter
 
 
-def get_scorer(cfg) -> Scorer:
-    """The scorer a `ScorerConfig` names. Libraries are imported here, so a task loads only its own."""
-    segmenter = Segmenter(cfg.segmenter, cfg.batch_size)
-    if cfg.name == "pep8":
-        from phf.scorers.pep8 import PEP8Scorer
+@dataclass(frozen=True)
+class ScorerSpec:
+    """A built-in scorer. `build(settings, segmenter)` imports its libraries, so a task loads only its own."""
 
-        return PEP8Scorer()
-    if cfg.name == "profanity":
-        from phf.scorers.toxicity import ProfanityScorer
+    description: str  # what it scores, for `scorer.name`'s help
+    meaning: str  # what a score means, for reports' axes and captions
+    build: Callable[[object, Segmenter], Scorer]
+    segments: str | None = None  # a segmentation of its own ("lines"), else `scorer.segmenter`
 
-        return ProfanityScorer(segmenter)
-    if cfg.name == "detoxify":
-        from phf.scorers.toxicity import DetoxifyScorer
 
-        return DetoxifyScorer(segmenter, cfg.model or "original", cfg.batch_size)
-    if cfg.name == "classifier":
-        from phf.scorers.toxicity import ClassifierScorer
+def _pep8(settings, segmenter: Segmenter) -> Scorer:
+    from phf.scorers.pep8 import PEP8Scorer
 
-        if not cfg.model:
-            raise PHFError("scorer classifier needs scorer.model: a sequence-classification model folder or hub name")
-        return ClassifierScorer(segmenter, cfg.model, cfg.label, cfg.batch_size)
-    if cfg.name == "pii":
-        from phf.scorers.pii import PIIScorer
+    return PEP8Scorer()
 
-        return PIIScorer(segmenter, cfg.batch_size)
+
+def _profanity(settings, segmenter: Segmenter) -> Scorer:
+    from phf.scorers.toxicity import ProfanityScorer
+
+    return ProfanityScorer(segmenter)
+
+
+def _detoxify(settings, segmenter: Segmenter) -> Scorer:
+    from phf.scorers.toxicity import DetoxifyScorer
+
+    return DetoxifyScorer(segmenter, settings.model or "original", settings.batch_size)
+
+
+def _classifier(settings, segmenter: Segmenter) -> Scorer:
+    from phf.scorers.toxicity import ClassifierScorer
+
+    if not settings.model:
+        raise PHFError("scorer classifier needs scorer.model: a sequence-classification model folder or hub name")
+    return ClassifierScorer(segmenter, settings.model, settings.label, settings.batch_size)
+
+
+def _pii(settings, segmenter: Segmenter) -> Scorer:
+    from phf.scorers.pii import PIIScorer
+
+    return PIIScorer(segmenter, settings.batch_size)
+
+
+SCORERS: dict[str, ScorerSpec] = {
+    "pep8": ScorerSpec("pycodestyle violations per character of each line (code)",
+                       "PEP8 violations per character", _pep8, segments="lines"),
+    "profanity": ScorerSpec("alt-profanity-check's probability that a sentence is offensive (model ships in the "
+                            "package; offline)", "probability of offensive language (alt-profanity-check)",
+                            _profanity),
+    "detoxify": ScorerSpec("Detoxify's toxicity probability per sentence, the paper's scorer (scorer.model: original "
+                           "or unbiased, or a local checkpoint; downloads its weights once)",
+                           "probability of toxicity (Detoxify)", _detoxify),
+    "classifier": ScorerSpec("a Hugging Face sequence-classification model's probability of scorer.label per "
+                             "sentence (scorer.model: a local folder or hub name)",
+                             "the classifier's probability of its misaligned label", _classifier),
+    "pii": ScorerSpec("personal data items found per character of each sentence (scrubadub detectors + spaCy NER)",
+                      "personal data items per character", _pii),
+}
+
+
+def segmenter_of(settings) -> Segmenter:
+    """The segments a `ScorerConfig`'s scorer scores: its own (PEP8: lines), else `scorer.segmenter`."""
+    spec = SCORERS.get(settings.name)
+    return Segmenter((spec and spec.segments) or settings.segmenter, settings.batch_size)
+
+
+def score_meaning(name: str | None) -> str:
+    """What a score of scorer `name` means (a user's module:function scorer: its own scale)."""
+    spec = SCORERS.get(name or "pep8")
+    return spec.meaning if spec else f"score of {name}"
+
+
+def get_scorer(settings) -> Scorer:
+    """The scorer a `ScorerConfig` names."""
+    if spec := SCORERS.get(settings.name):
+        return spec.build(settings, segmenter_of(settings))
     from phf.scorers.custom import CustomScorer
 
-    return CustomScorer(cfg.name, segmenter)
+    return CustomScorer(settings.name, segmenter_of(settings))
 
 
-def get_attribute_scorers(cfg) -> dict[str, Scorer]:
-    """The scorers of `cfg.attributes`, by name, in order. They share the segmenter and batch settings;
-    `model` and `label` configure `cfg.name` only, so each attribute gets its scorer's defaults."""
-    return {name: get_scorer(cfg.model_copy(update={"name": name, "model": None, "label": None, "attributes": []}))
-            for name in cfg.attributes}
+def get_attribute_scorers(settings) -> dict[str, Scorer]:
+    """The scorers of `settings.attributes`, by name, in order. They share the segmenter and batch settings;
+    `model` and `label` configure `settings.name` only, so each attribute gets its scorer's defaults."""
+    return {name: get_scorer(settings.model_copy(update={"name": name, "model": None, "label": None,
+                                                         "attributes": []}))
+            for name in settings.attributes}
 
 
-__all__ = ["ScoredDocument", "Scorer", "ScorerFailed", "ScorerUnavailable", "SegmentScorer", "Segmenter",
-           "UnscorableDocument", "get_attribute_scorers", "get_scorer"]
+__all__ = ["SCORERS", "ScoredDocument", "Scorer", "ScorerFailed", "ScorerSpec", "ScorerUnavailable", "SegmentScorer",
+           "Segmenter", "UnscorableDocument", "get_attribute_scorers", "get_scorer", "score_meaning", "segmenter_of"]

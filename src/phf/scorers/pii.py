@@ -13,7 +13,7 @@ Left out, unlike the paper's code (scrubadub's default scrubber plus scrubadub_s
 detectors): URLs, which mostly name pages rather than people; ORG entities, which scrubadub_spacy counts
 as PII by default, and places (GPE, LOC): "Paris is in France" holds no personal data; Skype names, which
 scrubadub guesses from spelling mistakes near "skype" ("anytime." counts); pyap's UK rules, which match
-parts of URLs ("Vice504fl") and are 10x slower than the US ones; scrubadub's other UK-only detectors.
+parts of URLs ("Vice504fl") and cost far more time than the US ones; scrubadub's other UK-only detectors.
 
 Known misses and errors:
 - pyap misses a US address with a direction after the street name before a comma

@@ -64,8 +64,9 @@ def gpt2(cfg: ModelConfig, vocab_size: int, eos: int) -> GPT2Config:
         vocab_size=vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
         bos_token_id=eos, eos_token_id=eos,  # no pad_token_id: packed blocks have no padding
-        # GPT-2's tanh-approximated GELU (`gelu_new`) as one fused kernel: the same function, 2x faster fwd+bwd on
-        # a CPU (benchmarks/README.md), and a name every transformers release loads.
+        # GPT-2's tanh-approximated GELU (`gelu_new`) as one fused kernel instead of a chain of elementwise ops: the
+        # same function, faster fwd+bwd (benchmarks/README.md, Training throughput), and a name every transformers
+        # release loads.
         activation_function="gelu_pytorch_tanh",
     )
 
@@ -92,10 +93,10 @@ EAGER_ATTENTION_MAX_BLOCK = 512
 
 def use_fast_attention(model: PreTrainedModel, device: torch.device, bf16: bool, block_size: int) -> None:
     """The attention kernel for training here. In bf16 on a CPU, plain matmul attention (`eager`) beats PyTorch's
-    CPU flash kernel up to blocks of 512 (fwd+bwd of 2 layers, 256 wide, 2048 tokens: 85 against 105 ms at T=256,
-    104 against 115 at T=512, but 206 against 125 at T=1024; benchmarks/README.md); on GPUs SDPA's flash kernel
-    stays. The same function up to bf16 rounding, and not saved with the model (transformers does not serialise
-    the attention implementation): a saved model loads with the default."""
+    CPU flash kernel up to blocks of 512 and loses to it beyond (eager materialises each block's T x T attention
+    matrix, which grows with the square of the block; the figures: benchmarks/README.md, Training throughput); on
+    GPUs SDPA's flash kernel stays. The same function up to bf16 rounding, and not saved with the model
+    (transformers does not serialise the attention implementation): a saved model loads with the default."""
     if device.type == "cpu" and bf16 and block_size <= EAGER_ATTENTION_MAX_BLOCK:
         model.set_attn_implementation("eager")
 

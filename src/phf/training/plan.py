@@ -21,9 +21,9 @@ from transformers import AutoConfig, AutoTokenizer
 from phf.config import Config
 from phf.data.control import control_tokens
 from phf.data.tokenizer import CONTROL_TOKENS, missing_tokens
+from phf.device import default_device
 from phf.errors import PHFError
 from phf.objectives.nll import CHUNK_TOKENS, KEEP_GRADIENT_BYTES, model_token_nll
-from phf.sampling.generate import default_device
 from phf.training.model import ARCHITECTURES, bf16_supported, check_shape, model_class_of, use_fast_attention
 from phf.training.train import micro_batches, optimizer_steps, tokens_seen_by
 
@@ -35,7 +35,8 @@ STATE_BYTES = 16
 # 34 (Korthikanti et al. 2022, "Reducing Activation Recomputation", eq. 1, without the 5as/h of the attention
 # matrices, which flash attention never stores). It counts GPT-2's block with dropout masks; under autocast the
 # residual stream and the norms' inputs stay fp32, and Llama's SwiGLU keeps three hidden-width tensors, so a real
-# step may keep some 10-20% more (benchmarks/gpu_check.py measures a step's peak where a GPU is lent).
+# step may keep some 10-20% more (on a GPU, `phf train --dry-run` without --throughput prints a measured step's
+# peak beside this estimate).
 ACTIVATION_BYTES = 34
 
 
@@ -66,6 +67,20 @@ class Plan:
     @property
     def hours(self) -> float | None:
         return self.tokens / self.throughput / 3600 if self.throughput else None
+
+
+def flops_per_token(model: torch.nn.Module, context: int) -> float:
+    """Model FLOPs of training on one token of `context`-token blocks: 6N for the matmuls of forward and backward
+    (Kaplan et al. 2020, section 2.1), and 6 L T C for causal attention's score and value products (half of PaLM's
+    12 L T C, Chowdhery et al. 2022, appendix B: the other half is masked). N counts the parameters that multiply
+    every token: all but the embedding tables, which are looked up; a table tied to the LM head counts once, as the
+    head's matmul (GPT-2's and phf's Llama-style models' token embedding). Works on the meta device."""
+    head = model.get_output_embeddings()
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    lookups.discard(id(head.weight) if head is not None else None)
+    parameters = sum(p.numel() for p in model.parameters() if id(p) not in lookups)
+    config = model.config
+    return 6 * parameters + 6 * config.num_hidden_layers * context * config.hidden_size
 
 
 def planned_vocabulary(cfg: Config) -> tuple[int, str]:
@@ -126,11 +141,8 @@ def plan_training(cfg: Config, processes: int = 1, tokens_already: int | None = 
         # phf's LM head (objectives/nll.py) keeps the logits' gradient when it fits its budget, else one chunk's
         "LM head": head_gradient if head_gradient <= KEEP_GRADIENT_BYTES else 3 * 4 * CHUNK_TOKENS * vocab_size,
     }
-    # Model FLOPs per token: 6N for the matmuls of forward and backward (Kaplan et al. 2020), and 6 L T C for causal
-    # attention's score and value products (half of PaLM's 12 L T C, appendix B: the other half is masked).
-    flops = 6 * parameters + 6 * layers * block * width
     return Plan(parameters, embeddings, vocab_size, vocab_note, steps, tokens_per_step, tokens_already, processes,
-                micro, accumulation, flops, memory, device=device.type, bf16=bf16)
+                micro, accumulation, flops_per_token(model, block), memory, device=device.type, bf16=bf16)
 
 
 def measure_throughput(cfg: Config, plan: Plan, steps: int = 3) -> Plan:

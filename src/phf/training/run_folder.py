@@ -26,6 +26,7 @@ from phf.config import Config, build_config, saved_config, training_settings
 from phf.data.scored import scored_info
 from phf.errors import PHFError
 from phf.files import write_atomic
+from phf.jsonl import output_records
 from phf.model_folder import MODEL_DIR, has_model
 
 LOGS = ("log.jsonl", "curve.jsonl")  # records with a "step", appended as training goes
@@ -133,17 +134,10 @@ def _write_data_info(data_dir: Path, run_dir: Path) -> None:
 
 
 def trim_logs(run_dir: Path, step: int) -> None:
-    """Drop the log records past `step`: a run resumed from its checkpoint at `step` logs those steps again."""
+    """Drop the log records past `step`: a run resumed from its checkpoint at `step` logs those steps again (a last
+    line cut off by a kill goes too)."""
     for name in LOGS:
         path = Path(run_dir) / name
         if path.exists():
-            kept = [line for line in path.read_text().splitlines(keepends=True)
-                    if (logged := _step(line)) is not None and logged <= step]
-            write_atomic(path, "".join(kept))
-
-
-def _step(line: str) -> int | None:
-    try:
-        return json.loads(line).get("step")
-    except (ValueError, AttributeError):  # a line cut off by a kill: dropped
-        return None
+            kept = [r for r in output_records(path) if r.get("step") is not None and r["step"] <= step]
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))

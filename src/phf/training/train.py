@@ -16,13 +16,13 @@ from phf.config import Config, TrainingConfig, cooldown_fraction
 from phf.data.control import control_info
 from phf.data.packing import PackedBlocks
 from phf.data.prepare import prepare_packed, prepare_tokenizer
+from phf.device import default_device
 from phf.errors import PHFError
 from phf.evaluation.curve import MisalignmentCurve
 from phf.files import owned, write_atomic
 from phf.model_card import write_card
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
 from phf.objectives import build_objective, method_of
-from phf.sampling.generate import default_device
 from phf.training import run_folder
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
@@ -97,6 +97,7 @@ def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> t
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,  # every objective trains every parameter: skip DDP's graph traversal
         logging_nan_inf_filter=False,  # (a non-finite loss stops the run: trainer.StopWhenNotFinite)
+        torch_compile=t.compile,  # accelerate compiles the model (inductor); the saved model is the plain one
     )
     return args, tokens_per_step
 
@@ -212,10 +213,12 @@ def _train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: 
                       tokenizer, tokens_already, tokens_per_step, cfg.sampling)
     if main and checkpoint and not has_model(checkpoint):  # stopped between the Trainer's save and ours
         info.write(checkpoint, run_folder.step_of(checkpoint))
+    from phf.training.plan import flops_per_token  # (here: plan.py imports this module)
+
     trainer = PHFTrainer(
         model=model, args=args, train_dataset=dataset,
         objective=build_objective(cfg.objective, data_dir), tokens_per_step=tokens_per_step,
-        tokens_already=tokens_already,
+        flops_per_token=flops_per_token(model, cfg.model.block_size), tokens_already=tokens_already,
         callbacks=[JsonlLogger(run_dir / "log.jsonl"), info],
     )
     trainer.add_callback(Snapshots(trainer, cfg.training.snapshot_at, info))
