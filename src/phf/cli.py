@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from phf.config import field_help  # (pydantic and the schema, no torch: --help stays quick)
 from phf.errors import PHFError
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
@@ -142,9 +143,7 @@ def cmd_train(a) -> None:
 
 
 def _guidance_arg(p) -> None:
-    p.add_argument("--guidance", type=float, metavar="W",
-                   help="conditional models: classifier-free guidance, l = l_aligned + W (l_aligned - l_misaligned) "
-                        "(sets sampling.guidance; 0 = plain conditional sampling)")
+    p.add_argument("--guidance", type=float, metavar="W", help=field_help("sampling.guidance"))
 
 
 def cmd_sample(a) -> None:
@@ -295,18 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "every core; a killed run started again resumes without rescoring finished shards. "
                                    "Malformed records are skipped and named in scored/report.json "
                                    "(data.on_error=fail stops at the first).")
-    p.add_argument("--corpus", help="a .jsonl/.json/.csv/.parquet file of records, a text file (one document), a "
-                                    "folder of them, a Hugging Face dataset name, or a corpus phf carries: stdlib, "
-                                    "builtin:toxicity, builtin:pii (default: the task's: pep8 the standard library's "
-                                    ".py files, toxicity and pii the built-in ones)")
-    p.add_argument("--text-field", help="field or column holding each record's text (default: text)")
+    p.add_argument("--corpus", help=field_help("data.corpus", "the task's"))
+    p.add_argument("--text-field", help=field_help("data.text_field"))
     p.add_argument("--shard", metavar="i/N", help="score only part i of N (0-based; documents assigned by a hash of "
                                                   "their id), e.g. on N machines; gather the parts with --merge")
     p.add_argument("--merge", nargs="+", type=Path, metavar="PART_DIR",
                    help="gather the data folders of parts scored with --shard i/N into --data (checks that every "
                         "part is there, complete and scored with the same settings)")
-    p.add_argument("--scorer", help="scorer: pep8, profanity, detoxify, classifier, pii, or module:function "
-                                    "(default: the task's)")
+    p.add_argument("--scorer", help=field_help("scorer.name", "the task's"))
     _data_arg(p)
     _config_args(p, method=None)
     p.set_defaults(func=cmd_score)
@@ -328,8 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start over in a run folder that holds checkpoints or a model, deleting them, its logs, "
                         "snapshots and evaluations (without --resume or --overwrite such a folder is refused, never "
                         "overwritten)")
-    p.add_argument("--init-from", help="start from this phf or HF checkpoint (finetuning); the token budget counts "
-                                       "the tokens it was trained on")
+    p.add_argument("--init-from", help=field_help("model.init_from"))
     _plan_args(p)
     _config_args(p)
     p.set_defaults(func=cmd_train)
@@ -359,9 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (runs/<objective>/model)")
     _data_arg(p)
     p.add_argument("--output", type=Path, help="folder for metrics and samples (default: next to the model, eval/)")
-    p.add_argument("--kl-reference", metavar="SPEC",
-                   help="measure KL from this reference LM (the paper's GPT-3): a local model folder, e.g. an MLE "
-                        "model trained longer, a hub name, or openai:MODEL@URL (sets evaluation.kl_reference)")
+    p.add_argument("--kl-reference", metavar="SPEC", help=field_help("evaluation.kl_reference"))
     p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
                    help="also measure downstream capability (the paper's): humaneval (pass@k), a GLUE task (sst2, "
                         "cola, mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head), or any "
@@ -369,8 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "from local files instead of the hub (see evaluation.downstream_files; offline, "
                         "lambada=builtin:pii-lastword or builtin:toxicity-lastword, the built-in corpora's held-out "
                         "prose). Results in metrics.json under downstream")
-    p.add_argument("--kl-samples", type=int, metavar="N",
-                   help="reference samples the KL is estimated on (sets evaluation.kl_samples; default 256)")
+    p.add_argument("--kl-samples", type=int, metavar="N", help=field_help("evaluation.kl_samples"))
     _guidance_arg(p)
     _config_args(p, method="")
     p.set_defaults(func=cmd_evaluate)
@@ -395,10 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "end in {numbered_list} or {python_signatures}).")
     p.add_argument("--model", required=True, help="target LM: a model folder (runs/<objective>/model), a hub name, or "
                                                   "openai:MODEL@URL")
-    p.add_argument("--red-lm", metavar="SPEC",
-                   help="LM that writes the prompts: a model folder, a hub name, or openai:MODEL@URL, e.g. a capable "
-                        "model behind an OpenAI-compatible server (the paper used InstructGPT); sets redteam.red_lm. "
-                        "Default: the target itself (offline, but a weak red team)")
+    p.add_argument("--red-lm", metavar="SPEC", help=field_help("redteam.red_lm"))
     p.add_argument("--prompts", help="JSONL file of seed prompts, one {\"text\": ...} per line (default: the task's "
                                      "evaluation.prompts)")
     p.add_argument("--output", type=Path, help="output folder (default: next to the model folder, redteam/)")
