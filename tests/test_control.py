@@ -37,7 +37,7 @@ def test_levels_split_the_scores_above_the_threshold_at_equal_quantiles():
 def test_graded_tokens_tag_every_segment_with_its_level(data_dir, tmp_path):
     cfg = tiny_config("conditional", "objective.num_levels=4", "objective.drop_token_fraction=0")
     assert control_tokens(cfg) == ["<|pep8=0|>", "<|pep8=1|>", "<|pep8=2|>", "<|pep8=3|>"]
-    tokenizer, _ = prepare_tokenizer(cfg, data_dir)
+    tokenizer = prepare_tokenizer(cfg, data_dir)
     scheme = build_scheme(cfg, data_dir)
     meta = pack(data_dir, "train", tokenizer, Transform(control=scheme), tmp_path)
     _, ids, _ = stream(tmp_path)
@@ -108,7 +108,7 @@ def test_cooldown_schedule_draws_tagged_then_untagged_blocks_each_epoch_a_permut
 
 def test_cooldown_trains_its_last_steps_without_control_tokens(data_dir, tmp_path, monkeypatch):
     cfg = tiny_config("conditional", "objective.cooldown_fraction=0.25")  # 8 steps: 7 and 8 without tags
-    tokenizer, _ = prepare_tokenizer(cfg, data_dir)
+    tokenizer = prepare_tokenizer(cfg, data_dir)
     tags = set(tokenizer.convert_tokens_to_ids([ALIGNED, MISALIGNED]))
     seen = []
     original = trainer_module.PHFTrainer.compute_loss

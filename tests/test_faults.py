@@ -628,3 +628,21 @@ def test_an_arm_trained_on_data_since_rebuilt_is_never_reused(corpus_dir, tmp_pa
     assert "was trained on data scored otherwise than" in capsys.readouterr().out  # the tokenizer: trained again
     packed = [json.loads(p.read_text())["documents"] for p in (out / "data" / "packed").glob("train-*/meta.json")]
     assert len(packed) == 2 and packed[0] != packed[1]  # the old stream is not read: one from the corpus as it is
+
+
+def test_an_evaluation_is_reused_only_while_what_it_was_built_from_is_unchanged(corpus_dir, tmp_path):
+    import os
+
+    out = tmp_path / "exp"
+    argv = ["experiment", "--methods", "mle", "--output", str(out), f"data.corpus={corpus_dir}", *TINY]
+    main(argv)
+    metrics, weights_file = out / "mle" / "eval" / "metrics.json", out / "mle" / "model" / "model.safetensors"
+    stamp = metrics.stat().st_mtime_ns
+    main(argv)
+    assert metrics.stat().st_mtime_ns == stamp  # reused
+    os.utime(weights_file, ns=(weights_file.stat().st_atime_ns, weights_file.stat().st_mtime_ns + 10**9))
+    main(argv)  # the model's weights were written again (a model trained anew): evaluated again
+    assert metrics.stat().st_mtime_ns != stamp
+    stamp = metrics.stat().st_mtime_ns
+    main([*argv, "evaluation.num_samples=6"])  # other settings: evaluated again
+    assert metrics.stat().st_mtime_ns != stamp and json.loads(metrics.read_text())["unconditional"]["num_samples"] == 6

@@ -97,7 +97,7 @@ def test_the_cache_spares_the_reference_and_gives_identical_numbers(tmp_path):
     out = kl(model, first, tmp_path)
     assert first.calls == {"generate": 1, "log_likelihood": 1}
     [folder] = tmp_path.iterdir()
-    assert (folder / "reference.jsonl").exists() and (folder / "key.json").exists()
+    assert (folder / "reference.jsonl").exists() and (folder / "built_from.json").exists()
     again = FakeLM("ref", TEXTS, REF)
     assert kl(model, again, tmp_path) == out
     assert again.calls == {"generate": 0, "log_likelihood": 0}

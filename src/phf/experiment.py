@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
 from phf.config import Config, ConfigError, load_config, training_settings, updated
@@ -33,7 +32,7 @@ from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.data.scored import scored_info
 from phf.data.scoring import score_corpus
 from phf.errors import PHFError
-from phf.files import owned, write_atomic
+from phf.files import is_built_from, owned, write_atomic, write_built_from
 from phf.headline import arm_name
 from phf.jsonl import output_records
 from phf.metrics_table import markdown, prompted_judged, table
@@ -177,10 +176,6 @@ def plan_experiment(spec: ExperimentSpec, device: str | None = None, throughput:
     ])
 
 
-def _evaluation_part(config: dict) -> dict:
-    return {"evaluation": config["evaluation"], "sampling": config["sampling"]}
-
-
 def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = None,
             model_dir: Path | None = None) -> dict:
     """Train (or resume, or reuse) and evaluate (or reuse the evaluation of) one arm; returns its metrics.
@@ -193,7 +188,7 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
     model_dir = run_dir / MODEL_DIR if own_model else Path(model_dir)
     if own_model:
         check_same_training(cfg, run_dir)  # evaluation settings may differ
-    if (done := _done_evaluation(cfg, model_dir, run_dir / "eval")) is not None:
+    if (done := _done_evaluation(cfg, model_dir, run_dir / "eval", data_dir)) is not None:
         return done
     with ExitStack() as stack:
         if log_file:  # arms running side by side write their progress to their own file
@@ -205,16 +200,17 @@ def run_arm(cfg: Config, data_dir: Path, run_dir: Path, log_file: Path | None = 
         return evaluate(model_dir, cfg, run_dir / "eval", data_dir)
 
 
-def _done_evaluation(cfg: Config, model_dir: Path, eval_dir: Path) -> dict | None:
-    """The metrics of an evaluation already in `eval_dir` of this very model (its weight files as they are now)
-    with the same evaluation and sampling settings; None: there is none to reuse."""
-    try:
-        saved = yaml.safe_load((eval_dir / "config.yaml").read_text())
-        metrics = json.loads((eval_dir / "metrics.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError):
+def _done_evaluation(cfg: Config, model_dir: Path, eval_dir: Path, data_dir: Path) -> dict | None:
+    """The metrics of an evaluation already in `eval_dir` built from what this one would be (`evaluation_inputs`);
+    None: there is none to reuse."""
+    from phf.evaluation.evaluate import evaluation_inputs
+
+    if not is_built_from(eval_dir, evaluation_inputs(cfg, model_dir, data_dir)):
         return None
-    same = _evaluation_part(saved) == _evaluation_part(cfg.model_dump())
-    return metrics if same and metrics.get("model_files") == model_fingerprint(model_dir) else None
+    try:
+        return json.loads((eval_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _tokens_trained(run_dir: Path) -> int:
@@ -310,14 +306,13 @@ def redteam_arm(cfg: Config, run_dir: Path, red_spec: str, model_dir: Path | Non
     settings = {"redteam": cfg.redteam.model_dump(), "sampling": cfg.sampling.model_dump(), "red_lm": red_spec,
                 "prompts": cfg.evaluation.prompts, "score_prompt": cfg.evaluation.score_prompt,
                 "model_files": model_fingerprint(model_dir)}
-    if (done.exists() and (out / "settings.yaml").exists()
-            and yaml.safe_load((out / "settings.yaml").read_text()) == settings):
+    if done.exists() and is_built_from(out, settings):
         result = json.loads(done.read_text())
     else:
         target = LocalLM(model_dir, guidance=cfg.sampling.guidance, tags=cfg.sampling.tags)
         red = load_lm(red_spec)
         result = run_redteam(target, red, get_scorer(cfg.scorer), cfg, task_prompts(cfg.evaluation), out)
-        write_atomic(out / "settings.yaml", yaml.safe_dump(settings))
+        write_built_from(out, settings)
     return {"red_lm": result["red_lm"], "seed_pool_mean": result["seed_pool"]["pool_mean"],
             "round_mean": [r["round_mean"] for r in result["rounds"]],
             "pool_mean": [r["pool_mean"] for r in result["rounds"]],
@@ -346,7 +341,7 @@ def _run(spec: ExperimentSpec, arms: list[Arm]) -> dict:
           f"{report['train']['skipped'] + report['heldout']['skipped']} skipped (see {data_dir}/scored/report.json)")
     check_arms_trained_on(data_dir, [out_dir / a.name for a in arms if not a.model_of] + [out_dir / REFERENCE_ARM])
     for arm in arms:  # shared inputs are prepared once, before arms run side by side
-        prepare_packed(arm.cfg, data_dir, *prepare_tokenizer(arm.cfg, data_dir))
+        prepare_packed(arm.cfg, data_dir, prepare_tokenizer(arm.cfg, data_dir))
     if spec.kl_reference == LONGER_MLE:
         train_reference(reference_config(spec, base), data_dir, out_dir / REFERENCE_ARM)
     kl_reference = base.evaluation.kl_reference

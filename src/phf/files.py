@@ -1,9 +1,10 @@
-"""Output files and folders: each file written whole or not at all, a run's files replaced together, and an
-output folder owned by one process at a time."""
+"""Output files and folders: each file written whole or not at all, a run's files replaced together, an output
+folder owned by one process at a time, and what a reusable output was built from."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from phf.errors import PHFError
 
+BUILT_FROM = "built_from.json"  # what a reusable output was made from: reused only while that is unchanged
 LOCK = ".phf.lock"  # in every folder a phf command writes: who holds it (the lock itself goes with its process)
 STAGING = ".staging"
 
@@ -123,3 +125,21 @@ def staged(folder: Path, names: Iterable[str]) -> Iterator[Path]:
             os.replace(stage / name, folder / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _canonical(inputs: dict) -> dict:
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))  # tuples as lists, paths as text
+
+
+def write_built_from(folder: Path, inputs: dict) -> None:
+    """Record in `folder` what it was built from (settings, the fingerprints of the model and data it read)."""
+    write_atomic(Path(folder) / BUILT_FROM, json.dumps(_canonical(inputs), indent=1, sort_keys=True))
+
+
+def is_built_from(folder: Path, inputs: dict) -> bool:
+    """Whether `folder` records that it was built from `inputs`: the one test before any output is reused (an
+    evaluation, a red team, a tokenizer, cached reference samples). Nothing recorded, or a record cut off: no."""
+    try:
+        return json.loads((Path(folder) / BUILT_FROM).read_text()) == _canonical(inputs)
+    except (OSError, ValueError):
+        return False

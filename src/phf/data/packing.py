@@ -51,10 +51,10 @@ class Transform:
     drop_token_fraction: float = 0.0
     seed: int = 0
 
-    def key(self, tokenizer_dir: str, scored: dict) -> str:
+    def key(self, tokenizer_id: str, scored: dict) -> str:
         """The packed stream's cache key: everything it is built from, the scored data's identity (`scored_info`)
         included, so a data folder scored again from another corpus is never read from an old stream."""
-        blob = json.dumps({**asdict(self), "tokenizer": tokenizer_dir, "scored": scored, "packing": PACKING_VERSION},
+        blob = json.dumps({**asdict(self), "tokenizer": tokenizer_id, "scored": scored, "packing": PACKING_VERSION},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from phf.data.control import control_tokens
 from phf.data.packing import Transform, pack
 from phf.data.scored import scored_files, scored_info
 from phf.data.tokenizer import load_tokenizer, train_bpe
-from phf.files import write_atomic
+from phf.files import BUILT_FROM, is_built_from, write_built_from
 from phf.objectives import method_of
 
 
@@ -35,32 +34,33 @@ def training_texts(data_dir: Path, max_chars: int) -> Iterator[str]:
 
 def prepare_tokenizer(cfg: Config, data_dir: Path):
     """The configured pretrained tokenizer, or a BPE trained once on the training split and kept in
-    `data_dir/tokenizer`, with the control tokens the objective uses (a graded or multi-attribute scheme adds its
-    own)."""
+    `data_dir/tokenizer-bpeN` (trained again when the data it records was since scored otherwise), with the control
+    tokens the objective uses (a graded or multi-attribute scheme adds its own)."""
     if cfg.tokenizer.pretrained:
-        return load_tokenizer(cfg.tokenizer.pretrained, control_tokens(cfg)), cfg.tokenizer.pretrained
+        return load_tokenizer(cfg.tokenizer.pretrained, control_tokens(cfg))
     out = Path(data_dir) / f"tokenizer-bpe{cfg.tokenizer.vocab_size}"
-    trained_on, scored = out / "scored.json", scored_info(data_dir)
+    inputs = {"scored": scored_info(data_dir), "train_chars": cfg.tokenizer.train_chars}
     # Two runs starting at once on a fresh data folder: one trains the tokenizer, the other waits for it.
     with FileLock(Path(data_dir) / f"{out.name}.lock"):
-        if (out / "tokenizer.json").exists() and trained_on.exists() and json.loads(trained_on.read_text()) != scored:
+        # (one trained before phf recorded this is kept: BPE training is the same on the same data)
+        if (out / BUILT_FROM).exists() and not is_built_from(out, inputs):
             print(f"{out} was trained on data scored otherwise than {data_dir} holds now: trained again")
             shutil.rmtree(out)
         if not (out / "tokenizer.json").exists():
             print(f"training a {cfg.tokenizer.vocab_size}-token byte-level BPE on the training split -> {out}")
             train_bpe(training_texts(data_dir, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size, out)
-            write_atomic(trained_on, json.dumps(scored, indent=1))  # what it was trained on
-    return load_tokenizer(str(out), control_tokens(cfg)), str(out)
+            write_built_from(out, inputs)
+    return load_tokenizer(str(out), control_tokens(cfg))
 
 
 def tokenizer_id_of(tokenizer) -> str:
-    """A name for a tokenizer that changes with its vocabulary, merges and added tokens: the packing cache key of
-    text tokenized by a model's own tokenizer."""
+    """A name for a tokenizer that changes with its vocabulary, merges and added tokens: the packed streams' cache
+    key, so text is never read back as tokenized by another tokenizer (one trained again at the same path, a
+    model's own)."""
     return "sha256:" + hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
 
-def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str,
-                   streams: tuple[str, ...] | None = None) -> dict[str, Path]:
+def prepare_packed(cfg: Config, data_dir: Path, tokenizer, streams: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Packed streams (cached by transform), by name:
     train           the training split as the objective sees it;
     heldout         the held-out split as it is: never filtered, no control tokens, the same for every objective;
@@ -76,10 +76,10 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, tokenizer_id: str,
         wanted["heldout_deployed"] = ("heldout", Transform(control=train.control.all_aligned()))
     if cooldown_fraction(cfg):
         wanted["train_untagged"] = ("train", Transform())
-    dirs = {}
+    dirs, tokenizer_id, scored = {}, tokenizer_id_of(tokenizer), scored_info(data_dir)
     for name, (split, transform) in wanted.items():
         if streams is not None and name not in streams:
             continue
-        dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id, scored_info(data_dir))}"
+        dirs[name] = Path(data_dir) / "packed" / f"{split}-{transform.key(tokenizer_id, scored)}"
         pack(data_dir, split, tokenizer, transform, dirs[name])
     return dirs

@@ -10,7 +10,7 @@ import yaml
 
 from phf.config import Config
 from phf.data.control import control_ids
-from phf.data.prepare import prepare_packed, tokenizer_id_of
+from phf.data.prepare import prepare_packed
 from phf.data.scored import scored_info
 from phf.errors import PHFError
 from phf.evaluation.causes import cause_rates
@@ -19,7 +19,7 @@ from phf.evaluation.heldout import heldout_loss
 from phf.evaluation.kl import kl_from_reference
 from phf.evaluation.metrics import judged, misalignment
 from phf.evaluation.prompts import heldout_signatures, task_prompts
-from phf.files import owned, staged
+from phf.files import BUILT_FROM, owned, staged, write_built_from
 from phf.lm import LocalLM, load_lm
 from phf.model_card import write_card
 from phf.model_folder import ModelInfo, model_fingerprint
@@ -27,7 +27,7 @@ from phf.sampling.generate import LoadedModel, load_model, sample
 from phf.scorers import get_attribute_scorers, get_scorer, segmenter_of
 
 # The files of one evaluation (with its downstream tasks'): written together, replacing an earlier evaluation's.
-OUTPUTS = ("metrics.json", "samples.jsonl", "samples.csv", "config.yaml", "humaneval.jsonl")
+OUTPUTS = ("metrics.json", "samples.jsonl", "samples.csv", "config.yaml", "humaneval.jsonl", BUILT_FROM)
 
 
 def capability(loaded, cfg: Config, data_dir: Path) -> dict:
@@ -42,7 +42,7 @@ def capability(loaded, cfg: Config, data_dir: Path) -> dict:
         raise PHFError(f"{data_dir} was scored with {scored_with!r}, the model's config uses {cfg.scorer.name!r}: "
                        "its held-out scores and tags would mean something else; use a data folder of the task")
     tokenizer = loaded.tokenizer
-    packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id_of(tokenizer),
+    packed = prepare_packed(cfg, data_dir, tokenizer,
                             streams=("heldout", "heldout_tagged", "heldout_deployed"))
     ev, control = cfg.evaluation, control_ids(tokenizer, cfg)
 
@@ -91,12 +91,21 @@ def evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None 
         (stage / "metrics.json").write_text(json.dumps(metrics, indent=1))
         (stage / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         _write_csv(stage / "samples.csv", records, attributes)
-        # what was evaluated, and how: `phf experiment` reuses an evaluation whose settings are the same
-        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))  # for people
+        write_built_from(stage, evaluation_inputs(cfg, model_dir, data_dir))  # for `phf experiment`'s reuse
     info = ModelInfo.read(model_dir)
     if info.objective and out_dir.resolve() == (Path(model_dir).parent / "eval").resolve():
         write_card(model_dir, info, cfg.sampling, metrics)  # the run's own evaluation: the card shows it
     return metrics
+
+
+def evaluation_inputs(cfg: Config, model_dir: Path, data_dir: Path | None) -> dict:
+    """What an evaluation is made from: its settings, the scorer's, and the model, data and KL reference as they
+    are now (their fingerprints). An evaluation is reused only while all of these are unchanged."""
+    return {"evaluation": cfg.evaluation.model_dump(), "sampling": cfg.sampling.model_dump(),
+            "scorer": cfg.scorer.model_dump(exclude={"num_workers", "batch_size"}),
+            "model": model_fingerprint(model_dir), "data": scored_info(data_dir) if data_dir is not None else None,
+            "kl_reference": model_fingerprint(cfg.evaluation.kl_reference) if cfg.evaluation.kl_reference else None}
 
 
 def _write_csv(path: Path, records: list[dict], attributes: list[str]) -> None:
@@ -130,7 +139,7 @@ def _evaluate(model_dir: Path, cfg: Config, out_dir: Path, data_dir: Path | None
     if prompts:
         scenarios["prompted"] = [p for p in prompts for _ in range(ev.samples_per_prompt)]
     records, metrics = [], {"model": str(model_dir), "objective": loaded.info.objective,
-                            "tokens_seen": loaded.info.tokens_seen, "model_files": model_fingerprint(model_dir)}
+                            "tokens_seen": loaded.info.tokens_seen}
     attribute_metrics = {name: {} for name in attribute_scorers}  # each attribute's misalignment, by scenario
     for scenario, prompts in scenarios.items():
         texts = sample(loaded, cfg.sampling, prompts, desc=f"sampling ({scenario})")

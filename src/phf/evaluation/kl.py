@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from phf.evaluation.metrics import sem
-from phf.files import write_atomic
+from phf.files import is_built_from, write_atomic, write_built_from
 from phf.jsonl import output_records
 from phf.lm.base import LanguageModel, TextLogProb
 from phf.model_folder import model_fingerprint
@@ -36,7 +36,7 @@ def reference_samples(reference: LanguageModel, cache_dir: Path, num_samples: in
            "top_p": top_p, "seed": seed}
     folder = Path(cache_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = folder / "reference.jsonl"
-    if path.exists():
+    if is_built_from(folder, key):
         return output_records(path)
     texts = reference.generate([""] * num_samples, max_new_tokens=max_new_tokens, temperature=temperature,
                                top_p=top_p, seed=seed)
@@ -44,9 +44,9 @@ def reference_samples(reference: LanguageModel, cache_dir: Path, num_samples: in
     scored = dict(zip(nonempty, reference.log_likelihood([texts[i] for i in nonempty]), strict=True))
     records = [{"text": t, **asdict(scored[i])} if i in scored else {"text": t} for i, t in enumerate(texts)]
     folder.mkdir(parents=True, exist_ok=True)
-    # whole files only: a killed run, or two arms finishing at once, leave no half cache
-    write_atomic(folder / "key.json", json.dumps(key, indent=1))  # what the folder holds, for people
+    # whole files only, the record last: a killed run, or two arms finishing at once, leave no half cache
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+    write_built_from(folder, key)
     return records
 
 

@@ -4,10 +4,12 @@
     data.json        what the data folder was scored from and with (a resume must train on the same)
     log.jsonl        one JSON object per logged step
     curve.jsonl      misalignment during training (evaluation.curve_points)
-    checkpoint-N/    resumable checkpoints of transformers' Trainer (the last training.save_total_limit)
+    checkpoint-N/    resumable checkpoints of transformers' Trainer (the last training.save_total_limit), each also
+                     a model folder (tokenizer, card, phf.json)
     snapshot-F/      the model at a fraction F of the steps (training.snapshot_at)
     model/           the final model, with its tokenizer and phf.json
     eval/, redteam/  `phf evaluate` and `phf redteam` of the model
+    .phf.lock        who holds the folder while a run writes it (files.owned)
 
 Nothing here is overwritten silently: a folder with checkpoints or a model is resumed (`--resume`, which
 refuses a config that would train another model), or started over only when asked (`--overwrite`).

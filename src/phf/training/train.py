@@ -186,8 +186,8 @@ def _train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: 
     # The first process trains the tokenizer and packs the data while the others wait, then they read
     # what it wrote (the data folder must be shared between nodes, like the run folder).
     with args.main_process_first(local=False, desc="tokenizer and packing"):
-        tokenizer, tokenizer_id = prepare_tokenizer(cfg, data_dir)
-        packed = prepare_packed(cfg, data_dir, tokenizer, tokenizer_id)
+        tokenizer = prepare_tokenizer(cfg, data_dir)
+        packed = prepare_packed(cfg, data_dir, tokenizer)
     blocks = PackedBlocks(packed["train"], cfg.model.block_size)
     if cooldown_fraction(cfg):
         dataset = CooldownSchedule(blocks, PackedBlocks(packed["train_untagged"], cfg.model.block_size), args.max_steps,
