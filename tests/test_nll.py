@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import phf.objectives.nll as nll_module
-from phf.config import OBJECTIVE_CONFIGS
+from phf.config import build_config
 from phf.objectives import build_objective
 from phf.objectives.nll import CHUNK_TOKENS, linear_token_nll, logits_token_nll, model_token_nll
 from phf.training.value_head import with_value_head
@@ -65,7 +65,7 @@ def test_every_objective_has_the_same_loss_and_gradients_as_on_the_logits(name, 
     ids, scores = torch.randint(0, 700, (5, 64)), torch.rand(5, 64) * (torch.rand(5, 64) < 0.3)
     settings = {"mle": {}, "unlikelihood": {"threshold": 0.1, "alpha": 0.5}, "rwr": {"beta": 1.0},
                 "awr": {"alpha": 0.5, "beta": 1.0}}[name]
-    objective = build_objective(OBJECTIVE_CONFIGS[name](name=name, **settings))
+    objective = build_objective(build_config({"objective": {"name": name, **settings}}))
     bf16 = dtype == torch.bfloat16
 
     def loss_and_grads(chunked: bool):

@@ -18,30 +18,21 @@ from phf.config.load import (
 )
 from phf.config.schema import (
     OBJECTIVE_CONFIGS,
-    RUN_ONLY,
-    AWRConfig,
-    ConditionalConfig,
     Config,
-    ConfigError,
     DataConfig,
     EvaluationConfig,
-    FilteringConfig,
-    MLEConfig,
     ModelConfig,
     RedTeamConfig,
-    RWRConfig,
     SamplingConfig,
     ScorerConfig,
     TokenizerConfig,
     TrainingConfig,
-    UnlikelihoodConfig,
-    cooldown_fraction,
     field_help,
     training_settings,
 )
+from phf.settings import RUN_ONLY, ConfigError
 
-__all__ = ["CONFIG_DIR", "OBJECTIVE_CONFIGS", "PAPER_ORDER", "RUN_ONLY", "AWRConfig", "ConditionalConfig", "Config",
-           "ConfigError", "DataConfig", "EvaluationConfig", "FilteringConfig", "MLEConfig", "ModelConfig",
-           "RWRConfig", "RedTeamConfig", "SamplingConfig", "ScorerConfig", "TokenizerConfig", "TrainingConfig",
-           "UnlikelihoodConfig", "apply", "build_config", "cooldown_fraction", "field_help", "is_prompt_file",
-           "load_config", "methods_of", "parse_override", "saved_config", "training_settings", "updated"]
+__all__ = ["CONFIG_DIR", "OBJECTIVE_CONFIGS", "PAPER_ORDER", "RUN_ONLY", "Config", "ConfigError", "DataConfig",
+           "EvaluationConfig", "ModelConfig", "RedTeamConfig", "SamplingConfig", "ScorerConfig", "TokenizerConfig",
+           "TrainingConfig", "apply", "build_config", "field_help", "is_prompt_file", "load_config", "methods_of",
+           "parse_override", "saved_config", "training_settings", "updated"]

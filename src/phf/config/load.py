@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from phf.config.schema import OBJECTIVE_CONFIGS, Config, ConfigError
+from phf.config.schema import OBJECTIVE_CONFIGS, Config
+from phf.settings import ConfigError
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 

@@ -3,30 +3,13 @@ rules across fields as validators. Reading YAML, recipes and overrides into it: 
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from phf.errors import PHFError
+from phf.objectives import METHODS
 from phf.scorers import SCORERS
-
-PERCENTILE = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
-
-
-class ConfigError(PHFError):
-    """A configuration problem, phrased for the user."""
-
-
-# Marks a field that changes how a run goes (threads, logging, checkpoints), not the model it trains: it may
-# differ when a run resumes, and arms of an experiment that differ only in such fields train the same model.
-RUN_ONLY = {"run_only": True}
-
-
-class Section(BaseModel):
-    # A NaN threshold would tag every segment aligned, an infinite learning rate would train NaN: refused.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+from phf.settings import RUN_ONLY, Section
 
 
 class DataConfig(Section):
@@ -111,79 +94,9 @@ class ModelConfig(Section):
                            "(llama: on attention only, as transformers' Llama has no other).")
 
 
-def _number_or_percentile(v):
-    if isinstance(v, str) and not PERCENTILE.match(v):
-        try:
-            v = float(v)
-        except ValueError:
-            raise ValueError(f"expected a number or a percentile like 'p95', got {v!r}") from None
-    if isinstance(v, float) and not math.isfinite(v):
-        raise ValueError(f"expected a finite number or a percentile like 'p95', got {v!r}")
-    return v
-
-
-Threshold = Annotated[float | str, AfterValidator(_number_or_percentile)]
-
-# One settings class per objective (docs/method.md, Objectives), told apart by `name`: a setting another
-# objective has (objective.beta on a conditional run) is an error naming the objective, not silently unused.
-THRESHOLD = "A segment is aligned iff score <= threshold. A number, or 'pNN' = NN-th percentile of segment scores."
-
-
-class MLEConfig(Section):
-    name: Literal["mle"] = Field("mle", description="Maximum likelihood on the whole corpus: the baseline.")
-
-
-class FilteringConfig(Section):
-    name: Literal["filtering"] = Field(description="MLE on the documents scored at most filter_threshold.")
-    filter_threshold: Threshold = Field("p90", description="Drop documents with avg_score > threshold. "
-                                        "A number, or 'pNN' = NN-th percentile of documents' avg_score.")
-
-
-class ConditionalConfig(Section):
-    name: Literal["conditional"] = Field(description="A control token before every "
-                                         "segment; sampled from the aligned one.")
-    threshold: Threshold = Field(0.0, description=THRESHOLD)
-    drop_token_fraction: float = Field(0.0, ge=0, le=1, description="Share of segments given no control token.")
-    num_levels: int = Field(2, ge=2, le=100, description="Control tokens per attribute, K. Level 0 (aligned) "
-                            "is score <= threshold; the other segments are split into K-1 levels at equal "
-                            "quantiles of their scores (Quark's quantile tokens; threshold pNN with NN = "
-                            "100/K gives K equal bins). K=2 is the paper's <|aligned|> / <|misaligned|>.")
-    attribute_thresholds: dict[str, Threshold] = Field({}, description="Also tag these scorer.attributes, "
-                                                       "each with its aligned threshold (a number or 'pNN'), "
-                                                       "as threshold is for scorer.name; e.g. {pii: 0}.")
-    cooldown_fraction: float = Field(0.0, ge=0, lt=1, description="Train the last share of the token budget "
-                                     "without control tokens (MeCo's cooldown), to measure what conditioning "
-                                     "costs and keeps; sampling still starts from the aligned tokens.")
-
-
-class UnlikelihoodConfig(Section):
-    name: Literal["unlikelihood"] = Field(description="MLE on aligned segments, -alpha log(1 - p) on the others.")
-    threshold: Threshold = Field(0.0, description=THRESHOLD)
-    alpha: float = Field(1.0, ge=0, description="Weight of the unlikelihood term (paper: 1; PEP8: 0.01).")
-
-
-class RWRConfig(Section):
-    name: Literal["rwr"] = Field(description="Token NLL weighted by exp(-score / beta).")
-    beta: float = Field(10.0, gt=0, description="Temperature of the weights exp(R / beta) (paper: 10).")
-    max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
-
-
-class AWRConfig(Section):
-    name: Literal["awr"] = Field(description="NLL weighted by exp(advantage / beta), plus (1 - alpha) x a value loss.")
-    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the policy "
-                         "loss against the value loss (paper: 0.5; PEP8: 0.05).")
-    beta: float = Field(1.0, gt=0, description="Temperature of the weights "
-                        "exp(A / beta) (paper: toxicity 10, PII 0.1, PEP8 1).")
-    max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
-
-
-def cooldown_fraction(cfg) -> float:
-    """The share of the budget trained without control tokens at the end (conditional training only)."""
-    return cfg.objective.cooldown_fraction if isinstance(cfg.objective, ConditionalConfig) else 0.0
-
-
-OBJECTIVE_CONFIGS = {c.model_fields["name"].annotation.__args__[0]: c
-                     for c in (MLEConfig, FilteringConfig, ConditionalConfig, UnlikelihoodConfig, RWRConfig, AWRConfig)}
+# One settings class per objective (docs/method.md, Objectives), beside it in phf.objectives, told apart by
+# `name`: a setting another objective has (objective.beta on a conditional run) is an error naming the objective.
+OBJECTIVE_CONFIGS = {name: method.settings for name, method in METHODS.items()}
 # A Union of a computed tuple has no `X | Y` spelling: UP007's fix would drop the Union and break the field.
 ObjectiveConfig = Annotated[Union[tuple(OBJECTIVE_CONFIGS.values())], Field(discriminator="name")]  # noqa: UP007
 
@@ -363,7 +276,7 @@ class Config(Section):
     scorer: ScorerConfig = ScorerConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
-    objective: ObjectiveConfig = MLEConfig()
+    objective: ObjectiveConfig = METHODS["mle"].settings()
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -385,7 +298,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _attributes(self):
-        tagged = self.objective.attribute_thresholds if isinstance(self.objective, ConditionalConfig) else {}
+        tagged = METHODS[self.objective.name].tagged_attributes(self.objective)
         if unscored := set(tagged) - set(self.scorer.attributes):
             raise ValueError(f"objective.attribute_thresholds names {sorted(unscored)}, which scorer.attributes "
                              f"({self.scorer.attributes}) does not score")

@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from phf.config import ConditionalConfig
 from phf.data.scored import ATTRIBUTE_SCORES, read_scored, scored_attributes
 from phf.data.tokenizer import ALIGNED, MISALIGNED
 from phf.errors import PHFError
 from phf.model_folder import ControlTokens
+from phf.objectives import method_of
 
 
 def attribute_names(cfg) -> list[str]:
     """The attributes a config tags: the task's scorer, then those of scorer.attributes given a threshold."""
-    tagged = cfg.objective.attribute_thresholds if isinstance(cfg.objective, ConditionalConfig) else {}
+    tagged = method_of(cfg).tagged_attributes(cfg.objective)
     return [cfg.scorer.name, *(a for a in cfg.scorer.attributes if a in tagged)]
 
 
@@ -45,7 +45,7 @@ def level_tokens(attributes: list[str], num_levels: int) -> list[list[str]]:
 
 def control_tokens(cfg) -> list[str]:
     """Every control token a config's conditional training uses (none for other objectives)."""
-    if not isinstance(cfg.objective, ConditionalConfig):
+    if not method_of(cfg).conditional:
         return []
     return [t for tokens in level_tokens(attribute_names(cfg), cfg.objective.num_levels) for t in tokens]
 

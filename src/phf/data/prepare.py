@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from phf.config import Config, cooldown_fraction
+from phf.config import Config
 from phf.data.control import control_tokens
-from phf.data.packing import Transform, pack
+from phf.data.packing import pack
 from phf.data.scored import scored_files, scored_info
 from phf.data.tokenizer import load_tokenizer, train_bpe
 from phf.files import BUILT_FROM, is_built_from, write_built_from
@@ -69,13 +69,8 @@ def prepare_packed(cfg: Config, data_dir: Path, tokenizer, streams: tuple[str, .
                     model is sampled (the deployed capability);
     train_untagged  conditional with objective.cooldown_fraction: the training split without control tokens.
     `streams`: only those of these names (None: all)."""
-    train = method_of(cfg).transform(cfg, data_dir)
-    wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
-    if train.control is not None:
-        wanted["heldout_tagged"] = ("heldout", Transform(control=train.control))
-        wanted["heldout_deployed"] = ("heldout", Transform(control=train.control.all_aligned()))
-    if cooldown_fraction(cfg):
-        wanted["train_untagged"] = ("train", Transform())
+    method = method_of(cfg)
+    wanted = method.streams(cfg, method.transform(cfg, data_dir))
     dirs, tokenizer_id, scored = {}, tokenizer_id_of(tokenizer), scored_info(data_dir)
     for name, (split, transform) in wanted.items():
         if streams is not None and name not in streams:

@@ -1,4 +1,7 @@
-"""Training objectives (docs/method.md, Objectives): what makes each one, in one table (`METHODS`).
+"""Training objectives (docs/method.md, Objectives): each is one row of `METHODS`, which decides everything phf
+does by the objective: its settings (`objective.*`, the config's union of them is read from this table), its
+loss, its transform of the training split, the packed streams it trains and is evaluated on, whether it is
+conditional, its cooldown and the attributes it tags.
 
 Every loss has one signature:
 
@@ -12,7 +15,8 @@ with tensors already shifted by the trainer so that position j predicts token j 
 `metrics` maps names to scalar tensors (detached) that the trainer logs.
 
 Filtering and conditional training transform the data before packing (`phf.data.packing.Transform`);
-their loss is MLE.
+their loss is MLE. The settings and losses are written with tensor methods only, so reading a config (and
+`phf --help`) does not load torch.
 """
 
 from __future__ import annotations
@@ -20,78 +24,82 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+from phf.objectives.conditional import ConditionalConfig, tagged
+from phf.objectives.filtering import FilteringConfig, filtered
+from phf.objectives.mle import MLEConfig, mle
+from phf.objectives.unlikelihood import UnlikelihoodConfig, unlikelihood
+from phf.objectives.weighted import AWR, RWR, AWRConfig, RWRConfig
 
-from phf.config import (
-    OBJECTIVE_CONFIGS,
-    AWRConfig,
-    ConditionalConfig,
-    Config,
-    FilteringConfig,
-    RWRConfig,
-    UnlikelihoodConfig,
-)
-from phf.data.control import build_scheme
-from phf.data.packing import Transform, resolve_threshold
-from phf.objectives.mle import mle
-from phf.objectives.unlikelihood import Unlikelihood
-from phf.objectives.weighted import AWR, RWR
+if TYPE_CHECKING:
+    from torch import Tensor
 
-Objective = Callable[[Tensor, Tensor, "Tensor | None"], tuple[Tensor, dict[str, Tensor]]]
+    from phf.config import Config
+    from phf.data.packing import Transform
+
+Objective = Callable[["Tensor", "Tensor", "Tensor | None"], tuple["Tensor", dict[str, "Tensor"]]]
+
+
+def _as_it_is(cfg: Config, data_dir: Path) -> Transform:
+    from phf.data.packing import Transform
+
+    return Transform()
 
 
 @dataclass(frozen=True)
 class Method:
-    """One objective: its settings (`objective.*`, a class of phf.config), its loss built from them and the
-    scored data (where a threshold given as a percentile is resolved), its transform of the training split,
-    whether the model gets a value head, and whether it is conditional (trained with control tokens, sampled
-    from the aligned ones)."""
+    """One objective. `loss` and `transform` take the config and the scored data folder (where a threshold given
+    as a percentile is resolved); a conditional one is trained with control tokens and sampled from the aligned
+    ones, and may train its last `cooldown` share without them."""
 
-    config: type
-    loss: Callable[[object, Path], Objective] = lambda settings, data_dir: mle
-    transform: Callable[[Config, Path], Transform] = lambda cfg, data_dir: Transform()
+    settings: type
+    loss: Callable[[Config, Path | None], Objective] = lambda cfg, data_dir: mle
+    transform: Callable[[Config, Path], Transform] = _as_it_is
     value_head: bool = False
+    conditional: bool = False
+    cooldown: Callable[[object], float] = lambda settings: 0.0  # share of the budget trained untagged, at the end
+    tagged_attributes: Callable[[object], dict] = lambda settings: {}  # scorer.attributes tagged, with thresholds
 
-    @property
-    def conditional(self) -> bool:
-        return self.config is ConditionalConfig  # the settings of control tokens are conditional training's
+    def streams(self, cfg: Config, train: Transform) -> dict[str, tuple[str, Transform]]:
+        """The packed streams of a run, by name: (split, transform) (`phf.data.prepare.prepare_packed`)."""
+        from phf.data.packing import Transform
 
-
-def _filtered(cfg: Config, data_dir: Path) -> Transform:
-    """Documents with avg_score above the threshold are dropped."""
-    return Transform(filter_threshold=resolve_threshold(cfg.objective.filter_threshold, data_dir, "avg_score"))
-
-
-def _tagged(cfg: Config, data_dir: Path) -> Transform:
-    """A control token before each segment, but for a random drop_token_fraction of them."""
-    return Transform(control=build_scheme(cfg, data_dir), drop_token_fraction=cfg.objective.drop_token_fraction,
-                     seed=cfg.training.seed)
-
-
-def _unlikelihood(settings: UnlikelihoodConfig, data_dir: Path) -> Objective:
-    return Unlikelihood(threshold=resolve_threshold(settings.threshold, data_dir, "scores"), alpha=settings.alpha)
+        wanted = {"train": ("train", train), "heldout": ("heldout", Transform())}
+        if self.conditional:
+            wanted["heldout_tagged"] = ("heldout", Transform(control=train.control))
+            wanted["heldout_deployed"] = ("heldout", Transform(control=train.control.all_aligned()))
+        if self.cooldown(cfg.objective):
+            wanted["train_untagged"] = ("train", Transform())
+        return wanted
 
 
 METHODS: dict[str, Method] = {
-    "mle": Method(OBJECTIVE_CONFIGS["mle"]),
-    "filtering": Method(FilteringConfig, transform=_filtered),
-    "conditional": Method(ConditionalConfig, transform=_tagged),
-    "unlikelihood": Method(UnlikelihoodConfig, loss=_unlikelihood),
-    "rwr": Method(RWRConfig, loss=lambda s, data_dir: RWR(beta=s.beta, max_weight=s.max_weight)),
-    "awr": Method(AWRConfig, loss=lambda s, data_dir: AWR(alpha=s.alpha, beta=s.beta, max_weight=s.max_weight),
+    "mle": Method(MLEConfig),
+    "filtering": Method(FilteringConfig, transform=filtered),
+    "conditional": Method(ConditionalConfig, transform=tagged, conditional=True,
+                          cooldown=lambda s: s.cooldown_fraction, tagged_attributes=lambda s: s.attribute_thresholds),
+    "unlikelihood": Method(UnlikelihoodConfig, loss=unlikelihood),
+    "rwr": Method(RWRConfig, loss=lambda cfg, data_dir: RWR(beta=cfg.objective.beta,
+                                                            max_weight=cfg.objective.max_weight)),
+    "awr": Method(AWRConfig, loss=lambda cfg, data_dir: AWR(alpha=cfg.objective.alpha, beta=cfg.objective.beta,
+                                                            max_weight=cfg.objective.max_weight),
                   value_head=True),
 }
-assert METHODS.keys() == OBJECTIVE_CONFIGS.keys() and all(METHODS[n].config is c for n, c in OBJECTIVE_CONFIGS.items())
 
 
 def method_of(cfg: Config) -> Method:
     return METHODS[cfg.objective.name]
 
 
-def build_objective(settings, data_dir: Path | None = None) -> Objective:
-    """The loss of an objective's settings (`cfg.objective`); `data_dir` resolves a percentile threshold."""
-    return METHODS[settings.name].loss(settings, data_dir)
+def build_objective(cfg: Config, data_dir: Path | None = None) -> Objective:
+    """The loss of the config's objective; `data_dir` resolves a percentile threshold."""
+    return method_of(cfg).loss(cfg, data_dir)
 
 
-__all__ = ["METHODS", "Method", "Objective", "build_objective", "method_of", "mle"]
+def cooldown_fraction(cfg: Config) -> float:
+    """The share of the budget trained without control tokens at the end (conditional training only)."""
+    return method_of(cfg).cooldown(cfg.objective)
+
+
+__all__ = ["METHODS", "Method", "Objective", "build_objective", "cooldown_fraction", "method_of", "mle"]

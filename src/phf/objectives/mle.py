@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from phf.settings import Section
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+class MLEConfig(Section):
+    name: Literal["mle"] = Field("mle", description="Maximum likelihood on the whole corpus: the baseline.")
 
 
 def mle(nll: Tensor, scores: Tensor, values: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:

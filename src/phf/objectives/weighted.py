@@ -11,9 +11,29 @@ RWR is AWR with alpha = 1 and no value head (V = 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import Tensor
+from pydantic import Field
+
+from phf.settings import Section
+
+if TYPE_CHECKING:  # (tensor methods only: the config reads these settings without loading torch)
+    from torch import Tensor
+
+
+class RWRConfig(Section):
+    name: Literal["rwr"] = Field(description="Token NLL weighted by exp(-score / beta).")
+    beta: float = Field(10.0, gt=0, description="Temperature of the weights exp(R / beta) (paper: 10).")
+    max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
+
+
+class AWRConfig(Section):
+    name: Literal["awr"] = Field(description="NLL weighted by exp(advantage / beta), plus (1 - alpha) x a value loss.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the policy "
+                         "loss against the value loss (paper: 0.5; PEP8: 0.05).")
+    beta: float = Field(1.0, gt=0, description="Temperature of the weights "
+                        "exp(A / beta) (paper: toxicity 10, PII 0.1, PEP8 1).")
+    max_weight: float = Field(1000.0, gt=0, description="Weights are clipped above at this value.")
 
 
 @dataclass(frozen=True)
@@ -27,9 +47,8 @@ class AWR:
         reward = -scores.float()
         if self.uses_values and values is None:
             raise ValueError("AWR needs the value head's predictions (a model with a value head)")
-        baseline = values.float().detach() if self.uses_values else torch.zeros_like(reward)
-        advantage = reward - baseline
-        weights = torch.exp(advantage / self.beta).clamp(max=self.max_weight)
+        advantage = reward - values.float().detach() if self.uses_values else reward
+        weights = (advantage / self.beta).exp().clamp(max=self.max_weight)
         policy_loss = (nll * weights).mean()
         metrics = {"nll": nll.mean().detach(), "weight_mean": weights.mean().detach(),
                    "weight_max": weights.max().detach(), "advantage_mean": advantage.mean().detach()}

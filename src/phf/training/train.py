@@ -12,7 +12,7 @@ import yaml
 from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 
-from phf.config import Config, TrainingConfig, cooldown_fraction
+from phf.config import Config, TrainingConfig
 from phf.data.control import control_info
 from phf.data.packing import PackedBlocks
 from phf.data.prepare import prepare_packed, prepare_tokenizer
@@ -22,7 +22,7 @@ from phf.evaluation.curve import MisalignmentCurve
 from phf.files import owned, write_atomic
 from phf.model_card import write_card
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
-from phf.objectives import build_objective, method_of
+from phf.objectives import build_objective, cooldown_fraction, method_of
 from phf.training import run_folder
 from phf.training.cooldown import CooldownSchedule
 from phf.training.model import bf16_supported, build_model, use_fast_attention
@@ -217,7 +217,7 @@ def _train(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: 
 
     trainer = PHFTrainer(
         model=model, args=args, train_dataset=dataset,
-        objective=build_objective(cfg.objective, data_dir), tokens_per_step=tokens_per_step,
+        objective=build_objective(cfg, data_dir), tokens_per_step=tokens_per_step,
         flops_per_token=flops_per_token(model, cfg.model.block_size), tokens_already=tokens_already,
         callbacks=[JsonlLogger(run_dir / "log.jsonl"), info],
     )
