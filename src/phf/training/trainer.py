@@ -33,7 +33,7 @@ def nominal_peak(device: torch.device, bf16: bool) -> float | None:
     if device.type != "cuda" or not bf16:
         return None
     name = torch.cuda.get_device_name(device)
-    if "PCIe" in name or "NVL" in name:
+    if "pcie" in name.lower() or "NVL" in name:
         return None
     return next((peak for part, peak in NOMINAL_BF16_PEAKS.items() if part in name), None)
 
@@ -129,7 +129,8 @@ class StopWhenNotFinite(TrainerCallback):
         self.trainer = trainer
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        trainer, finite = self.trainer, self.trainer._finite
+        trainer = self.trainer
+        finite = trainer._finite if trainer._finite is not None else torch.tensor(True, device=args.device)
         trainer._finite = None
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if grads:  # the total norm is finite exactly when every gradient is (or it overflows: divergence too)
