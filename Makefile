@@ -6,10 +6,10 @@ BIN = $(VENV)/bin
 
 .PHONY: demo pep8 study compare beyond attributes toxicity pii test clean
 
-$(BIN)/phf: pyproject.toml
+$(BIN)/phf: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 # The main job, on the PII task and the corpus phf ships (documentation prose, a quarter of its documents given a
