@@ -127,10 +127,12 @@ def cmd_train(a) -> None:
               f"{cfg.training.save_steps} steps): nothing to resume; `{again} --overwrite` starts again",
               file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except PHFError:  # already said in one line (a diverged run, a bad input)
+        raise
     except Exception as e:
         # A failure while saving (a full disk; torch and safetensors say so in their own exceptions, in words that
         # vary) leaves the newest checkpoint incomplete: say that, and what resumes.
-        found = [c for c in checkpoints(output) if not is_complete(c)] if not isinstance(e, PHFError) else []
+        found = [c for c in checkpoints(output) if not is_complete(c)]
         if not found:
             raise
         kept = last_checkpoint(output)

@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from phf.config import Config, ConfigError, load_config, training_settings, updated
 from phf.data.prepare import prepare_packed, prepare_tokenizer
-from phf.data.scored import scored_info
 from phf.data.scoring import score_corpus
 from phf.errors import PHFError
 from phf.files import is_built_from, owned, write_atomic, write_built_from
@@ -38,7 +37,7 @@ from phf.jsonl import output_records
 from phf.metrics_table import markdown, prompted_judged, table
 from phf.model_folder import MODEL_DIR, has_model, model_fingerprint
 from phf.processes import init_worker
-from phf.training.run_folder import check_same_training
+from phf.training.run_folder import check_same_training, data_differences
 
 
 @dataclass(frozen=True)
@@ -384,8 +383,7 @@ def _run(spec: ExperimentSpec, arms: list[Arm]) -> dict:
 def check_arms_trained_on(data_dir: Path, run_dirs: list[Path]) -> None:
     """Refuse to reuse arms trained on data scored otherwise than `data_dir` is now (a corpus changed and its data
     folder rebuilt): every arm of a table must come from the same data. Checked for all before any work."""
-    stale = [run_dir for run_dir in run_dirs if (run_dir / "data.json").exists()
-             and json.loads((run_dir / "data.json").read_text()) != scored_info(data_dir)]
+    stale = [run_dir for run_dir in run_dirs if data_differences(data_dir, run_dir)]
     if stale:
         raise PHFError(f"{', '.join(str(d) for d in stale)} {'was' if len(stale) == 1 else 'were'} trained on data "
                        f"scored otherwise than {data_dir} holds now (compare their data.json with "

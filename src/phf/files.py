@@ -64,7 +64,7 @@ def output_folder(folder: Path, what: str = "--output") -> Path:
     return folder
 
 
-_held: dict[Path, list] = {}  # folder -> [descriptor, depth]: a process may enter a folder it holds again
+_held: set[Path] = set()  # the folders this process holds: it may enter one again, its outer hold releases it
 
 
 @contextmanager
@@ -75,11 +75,7 @@ def owned(folder: Path, what: str = "--output") -> Iterator[Path]:
     folder = output_folder(folder, what)
     key = folder.resolve()
     if key in _held:
-        _held[key][1] += 1
-        try:
-            yield folder
-        finally:
-            _held[key][1] -= 1
+        yield folder
         return
     path = folder / LOCK
     try:
@@ -96,11 +92,11 @@ def owned(folder: Path, what: str = "--output") -> Iterator[Path]:
               f"since {time.strftime('%Y-%m-%d %H:%M:%S')})")
     os.ftruncate(fd, 0)
     os.write(fd, holder.encode())
-    _held[key] = [fd, 1]
+    _held.add(key)
     try:
         yield folder
     finally:
-        del _held[key]
+        _held.discard(key)
         os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock
 

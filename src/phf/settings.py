@@ -27,6 +27,12 @@ class Section(BaseModel):
     # A NaN threshold would tag every segment aligned, an infinite learning rate would train NaN: refused.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    def deciding(self) -> dict:
+        """The settings that decide what a run makes (a model, a scored corpus, an evaluation): every field but
+        those marked RUN_ONLY."""
+        run_only = {name for name, f in type(self).model_fields.items() if (f.json_schema_extra or {}).get("run_only")}
+        return self.model_dump(exclude=run_only)
+
 
 def _number_or_percentile(v):
     if isinstance(v, str) and not PERCENTILE.match(v):

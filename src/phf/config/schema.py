@@ -308,13 +308,8 @@ class Config(Section):
 def training_settings(cfg: Config) -> dict:
     """What decides the trained model: every section but evaluation, sampling and red teaming, less the fields
     marked RUN_ONLY, as dotted keys."""
-    settings = {}
-    for name in ("data", "scorer", "tokenizer", "model", "objective", "training"):
-        section = getattr(cfg, name)
-        for key, value in section.model_dump().items():
-            if not (type(section).model_fields[key].json_schema_extra or {}).get("run_only"):
-                settings[f"{name}.{key}"] = value
-    return settings
+    return {f"{name}.{key}": value for name in ("data", "scorer", "tokenizer", "model", "objective", "training")
+            for key, value in getattr(cfg, name).deciding().items()}
 
 
 def field_help(key: str, default: str | None = None) -> str:

@@ -198,7 +198,7 @@ def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
     index, parts = part
     info = {"corpus": corpus.describe(), "fingerprint": corpus.fingerprint(),
             **data.model_dump(include={"text_field", "suffixes", "heldout_fraction", "max_documents"}),
-            "scorer": scorer.model_dump(exclude={"num_workers", "batch_size"}), "parts": parts}
+            "scorer": scorer.deciding(), "parts": parts}
     info_path, failed = out / "info.json", out / "failed.json"
     if info_path.exists() and _read_info(info_path) != info:
         if failed.exists():  # kept to be read; a corrected run replaces it

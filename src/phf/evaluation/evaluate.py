@@ -103,7 +103,7 @@ def evaluation_inputs(cfg: Config, model_dir: Path, data_dir: Path | None) -> di
     """What an evaluation is made from: its settings, the scorer's, and the model, data and KL reference as they
     are now (their fingerprints). An evaluation is reused only while all of these are unchanged."""
     return {"evaluation": cfg.evaluation.model_dump(), "sampling": cfg.sampling.model_dump(),
-            "scorer": cfg.scorer.model_dump(exclude={"num_workers", "batch_size"}),
+            "scorer": cfg.scorer.deciding(),
             "model": model_fingerprint(model_dir), "data": scored_info(data_dir) if data_dir is not None else None,
             "kl_reference": model_fingerprint(cfg.evaluation.kl_reference) if cfg.evaluation.kl_reference else None}
 

@@ -90,13 +90,22 @@ def check_same_training(cfg: Config, run_dir: Path) -> None:
                        "output folder, or start over there")
 
 
+def data_differences(data_dir: Path, run_dir: Path) -> list[str]:
+    """The keys of the scored data's record (`scored_info`) in which `data_dir` differs from what the run in
+    `run_dir` was trained on (its data.json); none for a folder with no run."""
+    path = Path(run_dir) / "data.json"
+    if not path.exists():
+        return []
+    saved, now = json.loads(path.read_text()), scored_info(data_dir)
+    return [key for key in dict.fromkeys([*saved, *now]) if saved.get(key) != now.get(key)]
+
+
 def check_same_data(data_dir: Path, run_dir: Path) -> None:
     """Refuse to continue a run on a data folder scored from another corpus or with another scorer."""
-    path = Path(run_dir) / "data.json"
-    if path.exists() and (saved := json.loads(path.read_text())) != (now := scored_info(data_dir)):
-        differ = ", ".join(key for key in dict.fromkeys([*saved, *now]) if saved.get(key) != now.get(key))
-        raise PHFError(f"{run_dir} was trained on data scored otherwise than {data_dir} ({differ} differ: see "
-                       f"{path} and {Path(data_dir) / 'scored' / 'info.json'}); pass the run's own --data")
+    if differ := data_differences(data_dir, run_dir):
+        raise PHFError(f"{run_dir} was trained on data scored otherwise than {data_dir} ({', '.join(differ)} differ: "
+                       f"see {Path(run_dir) / 'data.json'} and {Path(data_dir) / 'scored' / 'info.json'}); pass the "
+                       "run's own --data")
 
 
 def start(cfg: Config, data_dir: Path, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
