@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from phf.cli import main
 from phf.config import load_config
-from phf.lm import LocalLM, OpenAICompatibleLM
+from phf.lm import LocalLM
+from phf.lm.openai_compatible import OpenAICompatibleLM
 from phf.lm.server import start_server
 from phf.sampling.generate import context_window
 from phf.training.model import build_model

@@ -21,8 +21,9 @@ import torch
 from phf.cli import main
 from phf.data.tokenizer import ALIGNED
 from phf.errors import PHFError
-from phf.lm import LMError, LocalLM, OpenAICompatibleLM, TextLogProb, load_lm
+from phf.lm import LMError, LocalLM, TextLogProb, load_lm
 from phf.lm.local import windows
+from phf.lm.openai_compatible import OpenAICompatibleLM
 from phf.lm.server import start_server
 from phf.model_folder import INFO_FILE
 from tests.helpers import GOOD

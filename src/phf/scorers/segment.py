@@ -8,6 +8,8 @@ import tokenize
 from collections.abc import Iterator
 from typing import Literal
 
+from phf.extras import needs
+
 SegmenterName = Literal["sentences", "lines"]
 # spaCy refuses a text longer than nlp.max_length (1,000,000 characters) and its memory grows with the length:
 # longer documents are split into sentences a piece at a time (a sentence across a cut becomes two segments).
@@ -23,7 +25,8 @@ class Segmenter:
         if self.name == "lines":
             return [lines(text) for text in texts]
         if self._nlp is None:
-            import spacy
+            with needs("text", "sentence segments (scorer.segmenter=sentences)"):
+                import spacy
 
             # spaCy's rule-based sentencizer: punctuation rules, no model to download.
             self._nlp = spacy.blank("en")

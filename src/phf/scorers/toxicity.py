@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from phf.errors import PHFError
+from phf.extras import needs
 from phf.scorers.base import ScorerUnavailable, SegmentScorer
 from phf.scorers.segment import Segmenter
 
@@ -103,10 +104,8 @@ class DetoxifyScorer(SegmentScorer):
 
 
 def load_detoxify(model: str):
-    try:
+    with needs("detoxify", "scorer detoxify"):
         from detoxify import Detoxify
-    except ImportError as e:
-        raise ScorerUnavailable(f"scorer detoxify needs the detoxify package: pip install 'phf[detoxify]' ({e})") from e
     import torch
 
     hub = "the tokenizer and config of its base model from the Hugging Face hub into the hub's cache"

@@ -19,6 +19,7 @@ from phf.data.prepare import prepare_packed, prepare_tokenizer
 from phf.device import default_device
 from phf.errors import PHFError
 from phf.evaluation.curve import MisalignmentCurve
+from phf.extras import needs
 from phf.files import owned, write_atomic
 from phf.model_card import write_card
 from phf.model_folder import MODEL_DIR, ModelInfo, has_model
@@ -73,6 +74,9 @@ def training_arguments(cfg: Config, run_dir: Path, tokens_already: int = 0) -> t
     max_steps, tokens_per_step = optimizer_steps(cfg, tokens_already)
     device = default_device()
     bf16 = bf16_supported(device) if t.bf16 == "auto" else t.bf16
+    if "tensorboard" in t.report_to:
+        with needs("tensorboard", "training.report_to=[tensorboard]"):
+            import tensorboard  # noqa: F401
     args = TrainingArguments(
         output_dir=str(run_dir),
         max_steps=max_steps,
