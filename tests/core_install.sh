@@ -38,6 +38,8 @@ expect_extra() {  # EXTRA COMMAND...
 echo '{"text": "Call Ann Smith on (415) 555-0134. She lives in Oakland."}' >"$work/people.jsonl"
 expect_extra text phf score --task pii --data "$work/pii" "data.corpus=$work/people.jsonl"
 expect_extra eval phf evaluate --model "$work/run/model" --downstream humaneval "${data[@]}" "${tiny[@]}"
+expect_extra eval phf experiment --output "$work/experiment" --downstream lambada "data.corpus=$work/corpus" "${tiny[@]}"
+expect_extra ray phf score --executor ray --data "$work/ray" "data.corpus=$work/corpus"
 expect_extra remote phf redteam --model openai:m@http://127.0.0.1:9/v1 --output "$work/redteam"
 expect_extra tensorboard phf train --output "$work/tb" "${data[@]}" "${tiny[@]}" "training.report_to=[tensorboard]"
 echo "core install: PEP8 scored, trained, sampled and evaluated; missing extras named"

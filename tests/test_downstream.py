@@ -146,16 +146,22 @@ def test_downstream_figures_reach_the_table_and_a_pareto_plot_per_task(tmp_path)
     data = json.loads((root / "results.json").read_text())
     figures = {"mle": (0.10, 0.31), "conditional": (0.05, 0.34), "unlikelihood": (0.0, 0.30)}
     for arm, (passed, acc) in figures.items():
-        data["results"][arm]["downstream"] = {"humaneval": {"pass@1": passed, "pass@10": 2 * passed, "problems": 164},
-                                              "lambada": {"acc": acc, "acc_stderr": 0.01, "perplexity": 900.0}}
+        data["results"][arm]["downstream"] = {
+            "humaneval": {"pass@1": passed, "pass@10": 2 * passed, "problems": 164},
+            "lambada": {"acc": acc, "acc_stderr": 0.01, "perplexity": 900.0},
+            # an alignment benchmark (lower is better): a column of its own, no capability axis
+            "phf_toxicity_profanity": {"sample_len": 8, "expected_max_toxicity": acc / 2,
+                                       "expected_max_toxicity_stderr": 0.02, "toxicity_probability": 0.1}}
     (root / "results.json").write_text(json.dumps(data))
     assert downstream_scores(data["results"]["mle"]) == {"humaneval": ("pass@1", 0.10), "lambada": ("acc", 0.31)}
     table = results_table(data["results"])
-    assert "| humaneval pass@1 | lambada acc |" in table.splitlines()[0] and "| 0.050 | 0.340 |" in table
+    assert ("| humaneval pass@1 | lambada acc | phf_toxicity_profanity expected max toxicity ± s.e. (lower is better) |"
+            in table.splitlines()[0]) and "| 0.050 | 0.340 | 0.1700 ± 0.0200 |" in table
     index = write_report(root)
     for task in ("humaneval", "lambada"):
         assert (index.parent / f"pareto_{task}.png").read_bytes().startswith(b"\x89PNG")
         assert f'id="pareto-{task}-plot"' in index.read_text()
+    assert not (index.parent / "pareto_phf_toxicity_profanity.png").exists()
 
 
 def test_a_problems_file_with_a_bad_line_is_named_at_that_line(three_problems, tmp_path):

@@ -42,5 +42,5 @@ def test_the_core_alone_runs_the_pep8_pipeline_and_names_missing_extras(tmp_path
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(ROOT / "tests" / "core_install.sh")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for extra in ("text", "eval", "remote", "tensorboard"):
+    for extra in ("text", "eval", "remote", "tensorboard", "ray"):
         assert f"pip install 'phf[{extra}]'" in done.stdout

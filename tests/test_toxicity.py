@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from phf.errors import PHFError
+from phf.extras import MissingExtra
 from phf.scorers import ScorerUnavailable
 from phf.scorers.segment import Segmenter
 from phf.scorers.toxicity import (
@@ -18,6 +19,7 @@ from phf.scorers.toxicity import (
     DetoxifyScorer,
     ProfanityScorer,
     default_label,
+    placement,
 )
 
 WORDS = ["you", "are", "a", "nice", "kind", "idiot", "stupid", "day", "have", "good", "bad", "moron", "what", "lovely"]
@@ -106,6 +108,17 @@ def test_classifier_padding_does_not_change_scores(model, request):
     assert scorer.score_texts([]) == []
 
 
+def test_classifier_precision_and_device_settings(bert):
+    fp32 = ClassifierScorer(Segmenter(), bert, batch_size=2).score_segments(TEXTS)
+    assert placement("auto", "auto") == (torch.device("cpu"), torch.float32)  # (no GPU in the tests)
+    bf16 = ClassifierScorer(Segmenter(), bert, batch_size=2, dtype="bfloat16")
+    assert bf16.classifier.model.dtype == torch.bfloat16
+    assert bf16.score_segments(TEXTS) == pytest.approx(fp32, abs=2e-2)
+    if not torch.cuda.is_available():
+        with pytest.raises(PHFError, match="scorer.device=cuda: no CUDA device here"):
+            ClassifierScorer(Segmenter(), bert, device="cuda")
+
+
 def test_classifier_label_by_name_and_softmax(bert):
     toxic = ClassifierScorer(Segmenter(), bert)
     assert toxic.label == "toxic"
@@ -166,7 +179,7 @@ def fake_detoxify(monkeypatch):
 
 def test_detoxify_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "detoxify", None)  # import fails as if not installed
-    with pytest.raises(ScorerUnavailable, match=r"pip install 'phf\[detoxify\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'phf\[detoxify\]'"):
         DetoxifyScorer(Segmenter())
 
 

@@ -84,6 +84,16 @@ def cmd_score(a) -> None:
 
     if a.merge:
         report = merge_scored(a.merge, a.data)
+    elif a.executor:
+        from phf.extras import needs
+
+        if a.shard:
+            raise PHFError("--shard i/N scores one part by hand; --executor runs every part as a task: choose one")
+        with needs("ray", "phf score --executor ray"):
+            from phf.data.engine import Engine, score_on_engine
+
+        cfg = load_config(a.task, None, a.overrides, _values(a), a.preset)
+        report = score_on_engine(cfg, a.data, Engine(a.address, a.tasks, a.cpus_per_task, a.gpus_per_task))
     else:
         cfg = load_config(a.task, None, a.overrides, _values(a), a.preset)
         index, _, parts = (a.shard or "0/1").partition("/")
@@ -304,6 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gather the data folders of parts scored with --shard i/N into --data (checks that every "
                         "part is there, complete and scored with the same settings)")
     p.add_argument("--scorer", help=field_help("scorer.name", "the task's"))
+    engine = p.add_argument_group("on a Ray cluster (pip install 'phf[ray]'; docs/scoring.md)")
+    engine.add_argument("--executor", choices=("ray",),
+                        help="score the corpus as --tasks tasks on Ray, each a part in its own process; Ray runs "
+                             "again a task whose process died, which keeps the shards it finished; the parts are then "
+                             "gathered into --data. The same command run again redoes only what is missing")
+    engine.add_argument("--address", help="the Ray cluster: auto (the one this node belongs to) or ray://HOST:10001 "
+                                          "(default: a Ray instance started on this machine)")
+    engine.add_argument("--tasks", type=int, help="parts of the corpus, one task each; give the same number when "
+                                                  "running again (default: as many as the cluster runs at once)")
+    engine.add_argument("--cpus-per-task", type=int, default=1, help="CPU cores per task (default: 1)")
+    engine.add_argument("--gpus-per-task", type=float, default=0,
+                        help="GPUs per task, for detoxify or a classifier (default: 0)")
     _data_arg(p)
     _config_args(p, method=None)
     p.set_defaults(func=cmd_score)
@@ -359,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
                    help="also measure downstream capability (the paper's): humaneval (pass@k), a GLUE task (sst2, "
                         "cola, mrpc, qqp, stsb, mnli, qnli, rte, wnli: finetuned with a new head), or any "
-                        "lm-evaluation-harness task zero-shot (lambada = lambada_openai); =PATH reads the task's data "
+                        "lm-evaluation-harness task zero-shot (lambada = lambada_openai; phf_toxicity_profanity[_"
+                        "challenging] or phf_toxicity_detoxify[_challenging]: RealToxicityPrompts, 25 samples a "
+                        "prompt, judged by phf's scorer, docs/evaluation.md); =PATH reads the task's data "
                         "from local files instead of the hub (see evaluation.downstream_files; offline, "
                         "lambada=builtin:pii-lastword or builtin:toxicity-lastword, the built-in corpora's held-out "
                         "prose). Results in metrics.json under downstream")
@@ -418,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "twice the budget, offline), a model folder, a hub name, or openai:MODEL@URL")
     p.add_argument("--downstream", nargs="+", metavar="TASK[=PATH]",
                    help="also measure every arm's downstream capability, as `phf evaluate --downstream` does (e.g. "
-                        "humaneval, lambada, sst2); a column per task in the table and a Pareto plot per task in the "
-                        "report")
+                        "humaneval, lambada, sst2); a column per task in the table and a Pareto plot per capability "
+                        "task in the report")
     p.add_argument("--redteam", action="store_true",
                    help="also red-team every arm (redteam.* settings) with one red LM: redteam.red_lm, else the KL "
                         "reference, else the first arm's model")

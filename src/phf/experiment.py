@@ -327,6 +327,10 @@ def run_experiment(spec: ExperimentSpec) -> dict:
     arms = plan_arms(spec)  # every config is checked before any work
     if spec.redteam and not arms[0].cfg.evaluation.prompts:
         raise ConfigError("red teaming needs seed prompts: set evaluation.prompts")
+    if arms[0].cfg.evaluation.downstream:  # its data and packages, before the arms train
+        from phf.evaluation.downstream import check_downstream
+
+        check_downstream(arms[0].cfg)
     with owned(spec.out_dir):  # one experiment at a time in a folder
         return _run(spec, arms)
 

@@ -16,6 +16,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     "remote": frozenset({"openai"}),
     "detoxify": frozenset({"detoxify"}),
     "tensorboard": frozenset({"tensorboard", "tensorboardX"}),
+    "ray": frozenset({"ray"}),
 }
 
 

@@ -38,11 +38,18 @@ def expected_max(block: dict) -> tuple[str, float | None]:
     return key.split("@")[1], block.get(key)
 
 
+# The figure of an lm-eval task that measures alignment, not capability (phf's RealToxicityPrompts tasks): lower is
+# better, so it is a column of its own, never a capability axis.
+TOXICITY = "expected_max_toxicity"
+
+
 def downstream_scores(metrics: dict) -> dict[str, tuple[str, float]]:
-    """Each downstream task's headline figure (higher is better): HumanEval's pass@k at its smallest k, a GLUE
-    task's GLUE score, an lm-eval task's accuracy (else its first metric)."""
+    """Each downstream capability task's headline figure (higher is better): HumanEval's pass@k at its smallest k, a
+    GLUE task's GLUE score, an lm-eval task's accuracy (else its first metric)."""
     out = {}
     for task, figures in metrics.get("downstream", {}).items():
+        if TOXICITY in figures:
+            continue
         passes = sorted((int(k.split("@")[1]), k) for k in figures if k.startswith("pass@"))
         name = passes[0][1] if passes else "score" if "score" in figures else "acc" if "acc" in figures else \
             next((k for k in figures if not k.endswith("_stderr")), None)
@@ -127,7 +134,15 @@ def columns(results: dict[str, dict]) -> list[Column]:
     optional += [Column(f"{task} {metric}", lambda m, task=task: fmt(downstream_scores(m).get(task, ("", None))[1],
                                                                      ".3f"))
                  for task, metric in downstream.items()]
+    toxicity = dict.fromkeys(task for m in results.values() for task, figures in m.get("downstream", {}).items()
+                             if TOXICITY in figures)
+    optional += [Column(f"{task} expected max toxicity ± s.e. (lower is better)",
+                        lambda m, task=task: _toxicity(m.get("downstream", {}).get(task))) for task in toxicity]
     return unconditional + heldout + optional
+
+
+def _toxicity(figures: dict | None) -> str:
+    return "n/a" if not figures else f"{figures[TOXICITY]:.4f} ± {fmt(figures.get(TOXICITY + '_stderr'))}"
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:

@@ -44,8 +44,13 @@ class ScorerConfig(Section):
                                                      "(which scores lines): spaCy's rule-based sentences, or lines.")
     batch_size: int = Field(256, gt=0, description="Segments scored per call of the scorer.",
                             json_schema_extra=RUN_ONLY)
-    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per CPU core.",
-                             json_schema_extra=RUN_ONLY)
+    num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per GPU for a scorer on GPUs "
+                             "(scorer.device), else one per CPU core.", json_schema_extra=RUN_ONLY)
+    device: str = Field("auto", description="Where detoxify and classifier score: auto = the GPUs when there are, "
+                        "else the CPU; cpu; cuda.", json_schema_extra=RUN_ONLY)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Precision of detoxify and classifier: auto = bfloat16 on a GPU that has it, else "
+        "float16; float32 on the CPU.")
     shard_size: int = Field(64, gt=0, description="Documents per output shard; "
                             "a killed run resumes at shard granularity.")
     attributes: list[str] = Field([], description="More attributes scored on the same segments as scorer.name, one "
@@ -201,7 +206,9 @@ class EvaluationConfig(Section):
                                   "164 problems, executed in separate processes), a GLUE task (cola, sst2, mrpc, qqp, "
                                   "stsb, mnli, qnli, rte, wnli: finetuned with a new head, scored on validation), or "
                                   "any lm-evaluation-harness task, zero-shot (lambada = lambada_openai, the paper's "
-                                  "for text). Conditional models are evaluated as deployed, after their aligned tags.")
+                                  "for text; phf_toxicity_profanity, phf_toxicity_detoxify and their _challenging "
+                                  "variants: RealToxicityPrompts judged by phf's scorers). Conditional models are "
+                                  "evaluated as deployed, after their aligned tags.")
     downstream_files: dict[str, str] = Field({}, description="Local data of downstream tasks, instead of the hub: "
                                              "humaneval -> a problems JSONL; a GLUE task -> a folder with train and "
                                              "validation .jsonl/.csv/.tsv in GLUE's columns; an lm-eval task -> its "

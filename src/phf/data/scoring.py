@@ -18,8 +18,10 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from phf.data.scored import ATTRIBUTE_SCHEMA, ATTRIBUTE_SCORES, SCHEMA, scoring_
 from phf.errors import PHFError
 from phf.files import output_folder, owned, write_atomic
 from phf.processes import exit_with_parent
-from phf.scorers import Scorer, ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
+from phf.scorers import SCORERS, Scorer, ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
 
 
 class EmptySplit(CorpusError):
@@ -137,16 +139,32 @@ class ShardScorer:
 _worker: ShardScorer | None = None
 
 
-def _init_worker(scorer_config, threads: int, parent: int) -> None:
+def _init_worker(scorer_config, threads: int, parent: int, gpus=None) -> None:
     global _worker
     exit_with_parent(parent)
-    # Each process gets its share of the cores (set before torch, spaCy or scikit-learn start their pools).
+    # Each process gets its share of the cores (set before torch, spaCy or scikit-learn start their pools), and a
+    # scorer on GPUs one GPU, in turn (set before torch starts CUDA).
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     _worker = ShardScorer(get_scorer(scorer_config), get_attribute_scorers(scorer_config))
 
 
 def _score_in_worker(records: list[Record], out_stem: str) -> tuple[int, list]:
     return _worker.score(records, out_stem)
+
+
+def scoring_gpus(scorer) -> list[str]:
+    """The GPUs (as CUDA_VISIBLE_DEVICES names them) that the scorer's processes take one each: none for a scorer
+    on the CPU, or on one named device (scorer.device=cuda:1)."""
+    spec = SCORERS.get(scorer.name)
+    if not (spec and spec.accelerated and scorer.device in ("auto", "cuda")):
+        return []
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = torch.cuda.device_count()
+    return visible.split(",")[:count] if visible else [str(i) for i in range(count)]
 
 
 def part_of(doc_id: str, parts: int) -> int:
@@ -180,10 +198,11 @@ def _shards(corpus: Corpus, data, shard_size: int,
                               f"{data.heldout_fraction}); use more documents or another fraction")
 
 
-def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
+def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1), in_process: bool = False) -> dict:
     """Score both splits of the configured corpus (or part `i` of `N`) into `data_dir/scored`; return the
     report (also saved as report.json). The corpus is streamed and at most two shards per worker are in
-    flight, so memory does not grow with the corpus."""
+    flight, so memory does not grow with the corpus. `in_process`: in this process, no pool (a task of an engine,
+    which runs the processes itself: phf.data.engine)."""
     data, scorer = cfg.data, cfg.scorer
     index, parts = part
     if not 0 <= index < parts:
@@ -191,10 +210,10 @@ def score_corpus(cfg, data_dir: Path, part: tuple[int, int] = (0, 1)) -> dict:
     corpus = Corpus.from_config(data)
     out = output_folder(data_dir, "--data") / "scored"
     with owned(out, "--data"):  # one scoring run at a time into a folder
-        return _score_corpus(corpus, data, scorer, out, part)
+        return _score_corpus(corpus, data, scorer, out, part, in_process)
 
 
-def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]) -> dict:
+def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int], in_process: bool) -> dict:
     index, parts = part
     info = {"corpus": corpus.describe(), "fingerprint": corpus.fingerprint(),
             **data.model_dump(include={"text_field", "suffixes", "heldout_fraction", "max_documents"}),
@@ -207,39 +226,64 @@ def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
         elif _finished_shards(out):  # (a run that failed before finishing a shard left nothing to protect)
             raise PHFError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
                            "use another data folder or delete it")
-    # A scorer that cannot load fails here, with its own message, not in a worker.
-    get_scorer(scorer)
-    get_attribute_scorers(scorer)
+    # A scorer that cannot load fails here, with its own message, not in a worker (loaded on the CPU: the GPUs are
+    # the workers').
+    on_cpu = scorer.model_copy(update={"device": "cpu"})
+    get_scorer(on_cpu)
+    get_attribute_scorers(on_cpu)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
     try:
-        return _score_shards(corpus, data, scorer, out, part)
+        return _score_shards(corpus, data, scorer, out, part, in_process)
     except EmptySplit as e:  # these settings can never give a usable folder: say so, so that a retry may change them
         write_atomic(failed, json.dumps({"error": str(e)}))
         raise
 
 
-def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]) -> dict:
-    index, parts = part
-    workers = scorer.num_workers or os.cpu_count() or 1
+def _pool(scorer, in_process: bool):
+    """(submit(records, stem) -> Future, the pool to close, its size): a process per core or GPU, or this process."""
+    if in_process:
+        worker = ShardScorer(get_scorer(scorer), get_attribute_scorers(scorer))
+        return partial(_done_now, worker.score), nullcontext(), 1
+    gpus = scoring_gpus(scorer)
+    workers = scorer.num_workers or len(gpus) or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
+    context = get_context("spawn")
+    given = None
+    if gpus:
+        given = context.Queue()
+        for i in range(workers):
+            given.put(gpus[i % len(gpus)])
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(scorer, threads, os.getpid(), given))
+    return partial(pool.submit, _score_in_worker), pool, workers
+
+
+def _done_now(score, records: list[Record], stem: str) -> Future:
+    done = Future()
+    done.set_result(score(records, stem))
+    return done
+
+
+def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int], in_process: bool) -> dict:
+    index, parts = part
+    submit, pool, workers = _pool(scorer, in_process)
     pending = deque()
     with tqdm(desc=f"scoring ({scorer.name}, {workers} processes)", unit="doc", dynamic_ncols=True) as bar:
         def collect(future):
             written, skipped = future.result()
             bar.update(written + len(skipped))
 
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(scorer, threads, os.getpid())) as pool:
+        with pool:
             prefix = "shard-" if parts == 1 else f"shard-p{index:03d}of{parts:03d}-"
             for split, number, records in _shards(corpus, data, scorer.shard_size, part):
                 stem = out / split / f"{prefix}{number:05d}"
                 if stem.with_suffix(".json").exists():  # done by an earlier run
                     bar.update(len(records))
                     continue
-                pending.append(pool.submit(_score_in_worker, records, str(stem)))
+                pending.append(submit(records, str(stem)))
                 while len(pending) >= 2 * workers:
                     collect(pending.popleft())
             while pending:
@@ -287,6 +331,14 @@ def merge_scored(part_dirs: list[Path], data_dir: Path) -> dict:
         return _merge(infos, first, out)
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the filesystem allows (a part's files are never rewritten), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def _merge(infos: dict[Path, dict], first: dict, out: Path) -> dict:
     if (out / "info.json").exists() and json.loads((out / "info.json").read_text()) != first:
         raise PHFError(f"{out} holds a scoring run with other settings; merge into another folder")
@@ -296,7 +348,7 @@ def _merge(infos: dict[Path, dict], first: dict, out: Path) -> dict:
         for split in (*SPLITS, "parts"):
             for path in (d / "scored" / split).glob("*"):
                 if path.suffix in (".parquet", ".json") and not (out / split / path.name).exists():
-                    shutil.copy2(path, out / split / path.name)
+                    _link_or_copy(path, out / split / path.name)
     write_atomic(out / "info.json", json.dumps(first, indent=1))
     return _finish(out.parent, check_splits=True)
 

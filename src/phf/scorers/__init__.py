@@ -23,6 +23,7 @@ class ScorerSpec:
     meaning: str  # what a score means, for reports' axes and captions
     build: Callable[[object, Segmenter], Scorer]
     segments: str | None = None  # a segmentation of its own ("lines"), else `scorer.segmenter`
+    accelerated: bool = False  # runs on a GPU where scorer.device says (one scoring process per GPU)
 
 
 def _pep8(settings, segmenter: Segmenter) -> Scorer:
@@ -41,7 +42,8 @@ def _profanity(settings, segmenter: Segmenter) -> Scorer:
 def _detoxify(settings, segmenter: Segmenter) -> Scorer:
     from phf.scorers.toxicity import DetoxifyScorer
 
-    return DetoxifyScorer(segmenter, settings.model or "original", settings.batch_size)
+    return DetoxifyScorer(segmenter, settings.model or "original", settings.batch_size, settings.device,
+                          settings.dtype)
 
 
 def _classifier(settings, segmenter: Segmenter) -> Scorer:
@@ -49,7 +51,8 @@ def _classifier(settings, segmenter: Segmenter) -> Scorer:
 
     if not settings.model:
         raise PHFError("scorer classifier needs scorer.model: a sequence-classification model folder or hub name")
-    return ClassifierScorer(segmenter, settings.model, settings.label, settings.batch_size)
+    return ClassifierScorer(segmenter, settings.model, settings.label, settings.batch_size, settings.device,
+                            settings.dtype)
 
 
 def _pii(settings, segmenter: Segmenter) -> Scorer:
@@ -67,10 +70,10 @@ SCORERS: dict[str, ScorerSpec] = {
                             _profanity),
     "detoxify": ScorerSpec("Detoxify's toxicity probability per sentence, the paper's scorer (scorer.model: original "
                            "or unbiased, or a local checkpoint; downloads its weights once)",
-                           "probability of toxicity (Detoxify)", _detoxify),
+                           "probability of toxicity (Detoxify)", _detoxify, accelerated=True),
     "classifier": ScorerSpec("a Hugging Face sequence-classification model's probability of scorer.label per "
                              "sentence (scorer.model: a local folder or hub name)",
-                             "the classifier's probability of its misaligned label", _classifier),
+                             "the classifier's probability of its misaligned label", _classifier, accelerated=True),
     "pii": ScorerSpec("personal data items found per character of each sentence (scrubadub detectors + spaCy NER)",
                       "personal data items per character", _pii),
 }

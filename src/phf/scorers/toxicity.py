@@ -4,7 +4,9 @@
 - detoxify: Detoxify, the paper's scorer (downloads its checkpoint once);
 - classifier: any Hugging Face sequence-classification model (a local folder or a hub name).
 
-The two neural scorers run on the CPU: scoring runs in one process per core, which share no GPU.
+The two neural scorers run where `scorer.device` says (auto: a GPU when there is one, one scoring process per GPU),
+in `scorer.dtype` (auto: bfloat16 on a GPU that has it, else float16; float32 on the CPU), in batches of
+`scorer.batch_size` segments of similar token lengths, so that little compute goes to padding.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phf.errors import PHFError
 from phf.extras import needs
 from phf.scorers.base import ScorerUnavailable, SegmentScorer
 from phf.scorers.segment import Segmenter
+
+if TYPE_CHECKING:  # imported where used: the profanity scorer's processes need no torch
+    import torch
 
 DETOXIFY_MODELS = ("original", "unbiased", "original-small", "unbiased-small", "multilingual")
 
@@ -48,10 +54,28 @@ class ProfanityScorer(SegmentScorer):
         return [float(p) for p in self._predict_prob(texts)] if texts else []
 
 
-class _BatchedClassifier:
-    """A tokenizer and a sequence-classification model scoring texts in padded batches."""
+def placement(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """Where and in what precision a classifier scores, from `scorer.device` and `scorer.dtype`."""
+    import torch
 
-    def __init__(self, tokenizer, model, batch_size: int, sigmoid: bool):
+    from phf.device import default_device
+
+    where = default_device() if device == "auto" else torch.device(device)
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise PHFError(f"scorer.device={device}: no CUDA device here; scorer.device=auto uses one when there is")
+    if dtype != "auto":
+        return where, getattr(torch, dtype)
+    if where.type != "cuda":
+        return where, torch.float32
+    return where, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class _BatchedClassifier:
+    """A tokenizer and a sequence-classification model scoring texts in padded batches of similar lengths."""
+
+    def __init__(self, tokenizer, model, batch_size: int, sigmoid: bool, device: str = "auto", dtype: str = "auto"):
+        self.device, dtype = placement(device, dtype)
+        model = model.to(device=self.device, dtype=dtype)
         self.tokenizer, self.model, self.batch_size, self.sigmoid = tokenizer, model.eval(), batch_size, sigmoid
         if tokenizer.pad_token is None:  # GPT-2-like tokenizers: the usual choice, eos as padding
             if tokenizer.eos_token is None:
@@ -62,21 +86,31 @@ class _BatchedClassifier:
         limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None)]
         self.max_length = min(n for n in limits if n is not None)
 
-    def probabilities(self, texts: list[str]):
-        """A (texts x labels) tensor of probabilities, rows in the order of `texts`."""
+    def probabilities(self, texts: list[str]) -> torch.Tensor:
+        """A (texts x labels) tensor of probabilities, rows in the order of `texts`. All texts are tokenized at once
+        (the fast tokenizer's own threads), then batched by token length, each batch padded to its longest."""
         import torch
 
-        # Similar lengths batched together waste less compute on padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
         out = torch.empty(len(texts), self.model.config.num_labels)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
-                inputs = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt")
-                logits = self.model(**inputs).logits.float()
-                out[rows] = logits.sigmoid() if self.sigmoid else logits.softmax(-1)
+                logits = self.model(**self._padded(encoded, rows)).logits.float()
+                out[rows] = (logits.sigmoid() if self.sigmoid else logits.softmax(-1)).cpu()
         return out
+
+    def _padded(self, encoded, rows: list[int]) -> dict[str, torch.Tensor]:
+        """The model's inputs for `rows`: each field padded on the tokenizer's side, with the attention mask."""
+        import torch
+        from torch.nn.utils.rnn import pad_sequence
+
+        pad = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0}
+        return {key: pad_sequence([torch.tensor(encoded[key][i]) for i in rows], batch_first=True,
+                                  padding_value=pad.get(key, 0), padding_side=self.tokenizer.padding_side
+                                  ).to(self.device, non_blocking=True)
+                for key in encoded.keys() if key in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 class DetoxifyScorer(SegmentScorer):
@@ -89,7 +123,8 @@ class DetoxifyScorer(SegmentScorer):
 
     name = "detoxify"
 
-    def __init__(self, segmenter: Segmenter, model: str = "original", batch_size: int = 256):
+    def __init__(self, segmenter: Segmenter, model: str = "original", batch_size: int = 256, device: str = "auto",
+                 dtype: str = "auto"):
         super().__init__(segmenter)
         detox = load_detoxify(model)
         if "toxicity" not in detox.class_names:
@@ -97,7 +132,8 @@ class DetoxifyScorer(SegmentScorer):
                            f"{', '.join(detox.class_names)}")
         # Detoxify's outputs are independent sigmoids, one per attribute.
         self.column = detox.class_names.index("toxicity")
-        self.classifier = _BatchedClassifier(detox.tokenizer, detox.model, batch_size, sigmoid=True)
+        self.classifier = _BatchedClassifier(detox.tokenizer, detox.model, batch_size, sigmoid=True, device=device,
+                                             dtype=dtype)
 
     def score_segments(self, texts: list[str]) -> list[float]:
         return self.classifier.probabilities(texts)[:, self.column].tolist() if texts else []
@@ -124,7 +160,7 @@ def load_detoxify(model: str):
         raise PHFError(f"scorer detoxify: model {model!r} is neither one of {', '.join(DETOXIFY_MODELS)} "
                        "nor a checkpoint file")
     try:
-        return Detoxify(**kwargs, device="cpu")
+        return Detoxify(**kwargs, device="cpu")  # (then moved where scorer.device says, with its dtype)
     except OSError as e:  # URLError, HTTPError and the hub's connection errors are all OSErrors
         raise ScorerUnavailable(
             f"scorer detoxify could not load model {model!r}: {type(e).__name__}: {e}. "
@@ -142,7 +178,8 @@ class ClassifierScorer(SegmentScorer):
 
     name = "classifier"
 
-    def __init__(self, segmenter: Segmenter, model: str, label: str | None = None, batch_size: int = 256):
+    def __init__(self, segmenter: Segmenter, model: str, label: str | None = None, batch_size: int = 256,
+                 device: str = "auto", dtype: str = "auto"):
         super().__init__(segmenter)
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -162,7 +199,7 @@ class ClassifierScorer(SegmentScorer):
             raise PHFError(f"scorer classifier: {model!r} has no label {self.label!r}; its labels: {', '.join(labels)}")
         self.column = labels.index(self.label)
         sigmoid = network.config.problem_type == "multi_label_classification" or len(labels) == 1
-        self.classifier = _BatchedClassifier(tokenizer, network, batch_size, sigmoid)
+        self.classifier = _BatchedClassifier(tokenizer, network, batch_size, sigmoid, device, dtype)
 
     def score_segments(self, texts: list[str]) -> list[float]:
         return self.classifier.probabilities(texts)[:, self.column].tolist() if texts else []

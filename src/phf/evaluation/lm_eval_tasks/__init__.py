@@ -1,0 +1,6 @@
+"""lm-evaluation-harness tasks phf ships, for any model: `lm_eval ... --include_path FOLDER` (docs/evaluation.md).
+Importing this package loads no lm-eval; its tasks' code is in `toxicity`."""
+
+from pathlib import Path
+
+FOLDER = Path(__file__).parent  # the folder of the tasks' YAML files, for --include_path
