@@ -102,3 +102,19 @@ def test_signature_prompts_are_distinct_dedented_defs_of_the_heldout_split(tmp_p
     assert all(p.endswith("(a,\n         b):\n") for p in prompts if p.startswith("def"))  # whole statements
     with pytest.raises(PHFError, match="holds .* function signatures"):
         heldout_signatures(tmp_path / "data", 1000)
+
+
+def test_a_scorer_on_gpus_gives_each_scoring_process_one(monkeypatch):
+    import torch
+
+    from phf.config import ScorerConfig
+    from phf.data.scoring import scoring_gpus
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert scoring_gpus(ScorerConfig(name="classifier", model="m")) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the processes' GPUs are among those the user gave
+    assert scoring_gpus(ScorerConfig(name="detoxify")) == ["3", "5"]
+    assert scoring_gpus(ScorerConfig(name="classifier", model="m", device="cpu")) == []
+    assert scoring_gpus(ScorerConfig(name="classifier", model="m", device="cuda:1")) == ["5"]
+    assert scoring_gpus(ScorerConfig(name="pep8")) == []  # a CPU scorer

@@ -82,6 +82,15 @@ def cmd_score(a) -> None:
     from phf.config import load_config
     from phf.data.scoring import merge_scored, score_corpus
 
+    if a.dry_run:
+        from phf.data.scoring_plan import default_workers, format_scoring_plan, plan_scoring
+
+        cfg = load_config(a.task, None, a.overrides, _values(a), a.preset)
+        print(f"phf score --dry-run: {cfg.scorer.name} over {cfg.data.corpus} into {a.data}/scored "
+              "(nothing is written)")
+        workers = sorted({1, default_workers(cfg), *([a.tasks] if a.tasks else [])})
+        print(format_scoring_plan(cfg, plan_scoring(cfg, a.throughput), workers))
+        return
     if a.merge:
         report = merge_scored(a.merge, a.data)
     elif a.executor:
@@ -314,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gather the data folders of parts scored with --shard i/N into --data (checks that every "
                         "part is there, complete and scored with the same settings)")
     p.add_argument("--scorer", help=field_help("scorer.name", "the task's"))
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the corpus's size, the scorer's rate (measured here on the corpus's first documents, "
+                        "in one process, or --throughput) and the hours at 1 process, this machine's processes and "
+                        "--tasks; nothing is written")
+    p.add_argument("--throughput", type=_positive(float), metavar="DOCS_PER_S",
+                   help="with --dry-run: documents per second of one process (or GPU), e.g. measured on the machines "
+                        "the run is for (default: measured here)")
     engine = p.add_argument_group("on a Ray cluster (pip install 'phf[ray]'; docs/scoring.md)")
     engine.add_argument("--executor", choices=("ray",),
                         help="score the corpus as --tasks tasks on Ray, each a part in its own process; Ray runs "

@@ -11,7 +11,7 @@ A record's text is its `text_field`. A record that already holds the paper's sco
 (`texts` and `scores`, e.g. the paper's own datasets) is taken as it is, not scored again.
 `stdlib` is the embedded PEP8 corpus; `builtin:toxicity` and `builtin:pii` are the corpora phf ships for the
 text tasks (phf.corpora). A name that is not a local path is loaded with
-`datasets.load_dataset(..., streaming=True)`.
+`datasets.load_dataset(..., streaming=True)`, shard by shard: document `<name>#<shard>:<row>`.
 
 Every text file may start with a UTF-8 byte-order mark (some editors and spreadsheets write one): it is
 dropped, not read as part of the first column name or record.
@@ -217,14 +217,20 @@ def read_document(path: Path, name: str) -> Iterator[Record]:
 READERS = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_csv, ".parquet": read_parquet}
 
 
-def read_hub(name: str, split: str, subset: str | None, text_field: str) -> Iterator[Record]:
-    """A Hugging Face dataset, streamed (nothing downloaded ahead, so any size works)."""
+def read_hub(name: str, split: str, subset: str | None, text_field: str,
+             part: tuple[int, int] = (0, 1)) -> Iterator[Record]:
+    """A Hugging Face dataset, streamed (nothing downloaded ahead, so any size works) shard by shard (its files):
+    document `name#j:k` is row k of shard j. Part i of N reads shards i, i + N, ... only, so that N tasks each
+    read their own files."""
     import datasets
 
+    index, parts = part
     try:
         stream = datasets.load_dataset(name, subset, split=split, streaming=True)
-        for i, row in enumerate(stream):
-            yield record_from(f"{name}#{i}", row, text_field)
+        shards = stream.num_shards
+        for j in range(index, shards, parts):
+            for k, row in enumerate(stream.shard(num_shards=shards, index=j)):
+                yield record_from(f"{name}#{j}:{k}", row, text_field)
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as e:
         raise CorpusError(f"{name!r} is no local file or folder, and cannot be loaded as a Hugging Face dataset "
                           f"(split {split!r}): {e}. Offline, pass a local file or folder as the corpus.") from e
@@ -296,9 +302,39 @@ class Corpus:
             raise CorpusError(f"corpus {root} has no {' / '.join(self.suffixes)} files (data.suffixes)")
         return sorted(found)
 
-    def records(self) -> Iterator[Record]:
+    def count(self) -> int | None:
+        """Documents in the corpus, without reading their texts: a Parquet file's row count, a JSONL file's
+        non-blank lines, a CSV file's lines less its header (more than its rows where a field spans lines), a JSON
+        file's records, one per other file; a hub dataset's count from its card (None where the card gives none)."""
         if self.is_hub:
-            yield from read_hub(self.source, self.hub_split, self.hub_subset, self.text_field)
+            import datasets
+
+            try:
+                splits = datasets.load_dataset_builder(self.source, self.hub_subset).info.splits or {}
+            except (ConnectionError, OSError, ValueError):
+                return None
+            found = splits.get(self.hub_split)
+            return found.num_examples if found and found.num_examples else None
+        import pyarrow.parquet as pq
+
+        total = 0
+        for path in self.files():
+            if path.suffix == ".parquet":
+                total += pq.ParquetFile(path).metadata.num_rows
+            elif path.suffix in (".jsonl", ".csv"):
+                with path.open("rb") as f:
+                    lines = sum(1 for line in f if line.strip())
+                total += lines - (path.suffix == ".csv")
+            elif path.suffix == ".json":
+                total += sum(1 for _ in read_json(path, path.name, self.text_field))
+            else:
+                total += 1
+        return total
+
+    def records(self, part: tuple[int, int] = (0, 1)) -> Iterator[Record]:
+        """The documents; of a hub dataset, those of its shards that part i of N reads (local files: all)."""
+        if self.is_hub:
+            yield from read_hub(self.source, self.hub_split, self.hub_subset, self.text_field, part)
             return
         root = self.root
         for path in self.files():

@@ -147,6 +147,7 @@ def _init_worker(scorer_config, threads: int, parent: int, gpus=None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
+        scorer_config = scorer_config.model_copy(update={"device": "cuda"})  # its one GPU
     _worker = ShardScorer(get_scorer(scorer_config), get_attribute_scorers(scorer_config))
 
 
@@ -155,16 +156,22 @@ def _score_in_worker(records: list[Record], out_stem: str) -> tuple[int, list]:
 
 
 def scoring_gpus(scorer) -> list[str]:
-    """The GPUs (as CUDA_VISIBLE_DEVICES names them) that the scorer's processes take one each: none for a scorer
-    on the CPU, or on one named device (scorer.device=cuda:1)."""
+    """The GPUs (as CUDA_VISIBLE_DEVICES names them) that the scorer's processes take one each, in turn: every GPU
+    here (scorer.device auto or cuda), the one named (cuda:1), or none (a scorer on the CPU)."""
     spec = SCORERS.get(scorer.name)
-    if not (spec and spec.accelerated and scorer.device in ("auto", "cuda")):
+    if not (spec and spec.accelerated and (scorer.device == "auto" or scorer.device.startswith("cuda"))):
         return []
     import torch
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     count = torch.cuda.device_count()
-    return visible.split(",")[:count] if visible else [str(i) for i in range(count)]
+    gpus = visible.split(",")[:count] if visible else [str(i) for i in range(count)]
+    _, _, index = scorer.device.partition(":")
+    if not index:
+        return gpus
+    if not index.isdigit() or int(index) >= len(gpus):
+        raise PHFError(f"scorer.device={scorer.device}: this machine has {len(gpus)} visible GPUs")
+    return [gpus[int(index)]]
 
 
 def part_of(doc_id: str, parts: int) -> int:
@@ -177,10 +184,13 @@ def _shards(corpus: Corpus, data, shard_size: int,
     """(split, shard index, records) of this part, in a deterministic order, so a resumed run cuts the same shards."""
     buffers, counts = {s: [] for s in SPLITS}, dict.fromkeys(SPLITS, 0)
     index, parts = part
-    for n, record in enumerate(corpus.records()):
+    # A hub dataset's part reads its own shards; a local corpus (or the first data.max_documents of any), read
+    # whole by every part, is cut by a hash of the documents' ids.
+    by_shard = corpus.is_hub and data.max_documents is None
+    for n, record in enumerate(corpus.records(part if by_shard else (0, 1))):
         if data.max_documents is not None and n >= data.max_documents:
             break
-        if parts > 1 and part_of(record.doc_id, parts) != index:
+        if parts > 1 and not by_shard and part_of(record.doc_id, parts) != index:
             continue
         if record.error is not None and data.on_error == "fail":
             raise CorpusError(f"{record.doc_id}: {record.error} "
@@ -217,7 +227,8 @@ def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
     index, parts = part
     info = {"corpus": corpus.describe(), "fingerprint": corpus.fingerprint(),
             **data.model_dump(include={"text_field", "suffixes", "heldout_fraction", "max_documents"}),
-            "scorer": scorer.deciding(), "parts": parts}
+            "scorer": scorer.deciding(), "parts": parts,
+            **({"doc_ids": "<name>#<shard>:<row>"} if corpus.is_hub else {})}
     info_path, failed = out / "info.json", out / "failed.json"
     if info_path.exists() and _read_info(info_path) != info:
         if failed.exists():  # kept to be read; a corrected run replaces it

@@ -195,7 +195,8 @@ def size(n_bytes: float) -> str:
 
 
 def duration(hours: float) -> str:
-    return f"{hours:,.1f} hours" if hours >= 1 else f"{hours * 60:.1f} minutes"
+    return f"{hours:,.1f} hours" if hours >= 1 else f"{hours * 60:.1f} minutes" if hours >= 1 / 60 else \
+        f"{hours * 3600:.0f} seconds"
 
 
 def format_plan(cfg: Config, plan: Plan) -> str:
