@@ -39,11 +39,13 @@ budget, or one that raises, fails with its error and the script goes on; the exi
                   FSDP is taken as active when the checkpoint holds FSDP's own files (pytorch_model_fsdp*,
                   optimizer.bin). On a CPU accelerate ignores --use_fsdp and runs one plain process: the same
                   command runs, and the part says so; on a GPU a run without FSDP fails the part;
-  scoring         sentences/s of phf's Detoxify or classifier scorer (phf.scorers.toxicity, on the CPU as phf runs
-                  it) on the lines of the first stdlib files (scorer.segmenter=lines: no spaCy), only with weights
-                  already here: --classifier PATH (a model folder: the classifier scorer; a file: a Detoxify
-                  checkpoint), else a Detoxify checkpoint in torch hub's cache or a known toxicity classifier in the
-                  Hugging Face cache; otherwise the part prints "skipped: no weights".
+  scoring         sentences/s of phf's Detoxify or classifier scorer (phf.scorers.toxicity, as `phf score` runs
+                  it: on the GPU in bf16 or fp16 where there is one, batched by token length) on the lines of the
+                  first stdlib files (scorer.segmenter=lines: no spaCy), only with weights already here:
+                  --classifier PATH (a model folder: the classifier scorer; a file: a Detoxify checkpoint), else a
+                  Detoxify checkpoint in torch hub's cache or a known toxicity classifier in the Hugging Face
+                  cache; otherwise the part prints "skipped: no weights". benchmarks/classifier_throughput.py
+                  compares it with transformers' pipeline.
 
 Every figure is measured in this run; benchmarks/README.md says which runs have been recorded.
 """
@@ -454,8 +456,9 @@ def part_scoring(c: Check) -> dict:
     scored = scorer.score_documents(docs)
     seconds = time.perf_counter() - start
     sentences = sum(len(d[1]) for d in scored if isinstance(d, tuple))
-    return {"scorer": name, "model": model, "device": "cpu", "documents": len(docs), "sentences": sentences,
-            "seconds": seconds, "sentences_per_s": sentences / seconds}
+    network = scorer.classifier.model
+    return {"scorer": name, "model": model, "device": str(network.device), "dtype": str(network.dtype),
+            "documents": len(docs), "sentences": sentences, "seconds": seconds, "sentences_per_s": sentences / seconds}
 
 
 RUNNERS: dict[str, Callable] = {"setup": part_setup, "peak": part_peak, "train": part_train,
@@ -577,7 +580,8 @@ def summary(name: str, r: dict) -> str:
                 f"({r['parameters'] / 1e6:.2f}M parameters, no missing keys), logits finite: {r['logits_finite']}\n"
                 f"   {r['command']}")
     if name == "scoring":
-        return (f"{head} {r['scorer']} {r['model']} ({r['device']}): {r['sentences_per_s']:,.0f} sentences/s "
+        return (f"{head} {r['scorer']} {r['model']} ({r['device']}, {r['dtype']}): "
+                f"{r['sentences_per_s']:,.0f} sentences/s "
                 f"({r['sentences']} lines of {r['documents']} stdlib files)")
     return head
 

