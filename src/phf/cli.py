@@ -324,9 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "part is there, complete and scored with the same settings)")
     p.add_argument("--scorer", help=field_help("scorer.name", "the task's"))
     p.add_argument("--dry-run", action="store_true",
-                   help="print the corpus's size, the scorer's rate (measured here on the corpus's first documents, "
-                        "in one process, or --throughput) and the hours at 1 process, this machine's processes and "
-                        "--tasks; nothing is written")
+                   help="print the corpus's size, the scorer's rate (measured here on 256 documents from across "
+                        "the corpus, in one process, or --throughput) and the hours at 1 process, this machine's "
+                        "processes and --tasks; nothing is written")
     p.add_argument("--throughput", type=_positive(float), metavar="DOCS_PER_S",
                    help="with --dry-run: documents per second of one process (or GPU), e.g. measured on the machines "
                         "the run is for (default: measured here)")

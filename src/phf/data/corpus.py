@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import re
 import sysconfig
@@ -336,14 +337,25 @@ class Corpus:
         if self.is_hub:
             yield from read_hub(self.source, self.hub_split, self.hub_subset, self.text_field, part)
             return
-        root = self.root
         for path in self.files():
-            name = path.name if root.is_file() else path.relative_to(root).as_posix()
-            reader = READERS.get(path.suffix)
-            try:
-                for record in reader(path, name, self.text_field) if reader else read_document(path, name):
-                    if reader and record.doc_id == name and root.is_file():  # the whole corpus is unreadable
-                        raise CorpusError(f"{path}: {record.error}")
-                    yield record
-            except OSError as e:  # e.g. no permission: this file is skipped, named, and the others read
-                yield Record(name, error=f"unreadable ({e.strerror or e})")
+            yield from self._file_records(path)
+
+    def _file_records(self, path: Path) -> Iterator[Record]:
+        root = self.root
+        name = path.name if root.is_file() else path.relative_to(root).as_posix()
+        reader = READERS.get(path.suffix)
+        try:
+            for record in reader(path, name, self.text_field) if reader else read_document(path, name):
+                if reader and record.doc_id == name and root.is_file():  # the whole corpus is unreadable
+                    raise CorpusError(f"{path}: {record.error}")
+                yield record
+        except OSError as e:  # e.g. no permission: this file is skipped, named, and the others read
+            yield Record(name, error=f"unreadable ({e.strerror or e})")
+
+    def sample(self, n: int) -> list[Record]:
+        """About n documents from across the corpus, without reading it all: the first of each of n evenly spaced
+        files of a folder of more than n, else the first n documents."""
+        if self.is_hub or len(files := self.files()) <= n:
+            return list(itertools.islice(self.records(), n))
+        step = len(files) / n
+        return [record for i in range(n) for record in itertools.islice(self._file_records(files[int(i * step)]), 1)]
