@@ -7,8 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from phf.cli import main
+from phf.data.corpus import Corpus, read_hub
 from phf.data.scored import read_scored
+from phf.data.scoring import merge_scored, score_corpus
+from tests.helpers import error_of, scoring_config
 
 # A scorer whose process kills itself the first time it meets a marked document (KILL_FLAG not yet there): a worker
 # lost mid-shard, as to the OOM killer or a lost node. Every call logs the documents it scores (their numbers).
@@ -81,14 +88,6 @@ def test_ray_tasks_write_what_one_process_writes_and_redo_a_killed_task(tmp_path
 def test_a_hub_dataset_is_read_shard_by_shard_and_its_parts_score_what_one_process_scores(tmp_path, monkeypatch):
     """A hub dataset stands in as a local dataset folder of three Parquet files (the hub's layout), read through
     `datasets.load_dataset(..., streaming=True)`: part i of N reads only its files."""
-    import datasets
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from phf.data.corpus import Corpus, read_hub
-    from phf.data.scoring import merge_scored, score_corpus
-    from tests.helpers import scoring_config
-
     (tmp_path / "hub" / "data").mkdir(parents=True)
     for j in range(3):
         texts = [f"x{j}{k} = {k}\nif x{j}{k}==1 :\n  pass\n" for k in range(8)]
@@ -125,3 +124,13 @@ def test_score_dry_run_counts_the_corpus_and_gives_hours_without_writing(tmp_pat
     assert f"{len(list(corpus_dir.glob('*.py')))} documents" in out
     assert "documents/s per process" in out and "measured here: 24 documents from across the corpus" in out
     assert not data.exists()
+
+
+def test_an_error_in_a_task_is_the_commands_one_line_error(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"text": "one"}\n')
+    assert "corpus not found: /nope" in error_of(["score", "--executor", "ray", "--data", str(tmp_path / "d"),
+                                                  "data.corpus=/nope"])  # before Ray starts
+    # raised inside a task (the scorer loads there): not retried, and said as the task said it
+    error = error_of(["score", "--executor", "ray", "--tasks", "1", "--data", str(tmp_path / "d"),
+                      f"data.corpus={tmp_path / 'corpus.jsonl'}", "scorer.name=no_such_module:score"])
+    assert error.startswith("phf score: error: ") and "no_such_module" in error and "\n" not in error

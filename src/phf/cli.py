@@ -94,12 +94,9 @@ def cmd_score(a) -> None:
     if a.merge:
         report = merge_scored(a.merge, a.data)
     elif a.executor:
-        from phf.extras import needs
-
         if a.shard:
             raise PHFError("--shard i/N scores one part by hand; --executor runs every part as a task: choose one")
-        with needs("ray", "phf score --executor ray"):
-            from phf.data.engine import Engine, score_on_engine
+        from phf.data.engine import Engine, score_on_engine  # (says which extra it needs where Ray is missing)
 
         cfg = load_config(a.task, None, a.overrides, _values(a), a.preset)
         report = score_on_engine(cfg, a.data, Engine(a.address, a.tasks, a.cpus_per_task, a.gpus_per_task))

@@ -43,8 +43,10 @@ def part_folder(data_dir: Path, part: int, parts: int) -> Path:
 
 def score_on_engine(cfg, data_dir: Path, engine: Engine) -> dict:
     """Score the corpus as tasks on Ray and gather the parts into `data_dir/scored`; the report."""
+    from phf.data.corpus import Corpus
     from phf.data.scoring import merge_scored
 
+    Corpus.from_config(cfg.data)  # a missing corpus is said here, before Ray starts
     data_dir = Path(data_dir).resolve()  # the tasks' working folder is Ray's, not this one
     started = not ray.is_initialized()
     if started:
