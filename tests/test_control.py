@@ -17,7 +17,7 @@ from phf.data.scored import SCHEMA, read_scored
 from phf.data.tokenizer import ALIGNED, MISALIGNED, load_tokenizer, train_bpe
 from phf.errors import PHFError
 from phf.lm import LocalLM
-from phf.sampling.generate import _left_padded, context_ids, load_model, sample
+from phf.sampling.generate import context_ids, left_padded, load_model, sample
 from phf.sampling.guidance import MisalignedGuidance
 from phf.training import trainer as trainer_module
 from phf.training.cooldown import CooldownSchedule
@@ -169,8 +169,8 @@ def test_guidance_is_l_aligned_plus_w_times_the_difference_also_for_left_padded_
     prompts = ["", "def f(a,b):\n    return a\n"]  # contexts of different lengths: the first is left-padded
     aligned = [context_ids(loaded, p) for p in prompts]
     worst = [context_ids(loaded, p, "worst") for p in prompts]
-    ids, mask = _left_padded(aligned, loaded.tokenizer.eos_token_id, model.device)
-    worst_ids, _ = _left_padded(worst, loaded.tokenizer.eos_token_id, model.device)
+    ids, mask = left_padded(aligned, loaded.tokenizer.eos_token_id, model.device)
+    worst_ids, _ = left_padded(worst, loaded.tokenizer.eos_token_id, model.device)
     guidance = MisalignedGuidance(model, w, worst_ids, mask)
 
     def alone(context):  # the next-token log-probabilities of one unpadded context

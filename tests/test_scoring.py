@@ -104,7 +104,7 @@ def test_signature_prompts_are_distinct_dedented_defs_of_the_heldout_split(tmp_p
         heldout_signatures(tmp_path / "data", 1000)
 
 
-def test_a_scorer_on_gpus_gives_each_scoring_process_one(monkeypatch):
+def test_the_gpus_a_scorer_shares_out_among_its_processes(monkeypatch):
     import torch
 
     from phf.config import ScorerConfig

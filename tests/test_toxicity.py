@@ -110,7 +110,7 @@ def test_classifier_padding_does_not_change_scores(model, request):
 
 def test_classifier_precision_and_device_settings(bert):
     fp32 = ClassifierScorer(Segmenter(), bert, batch_size=2).score_segments(TEXTS)
-    assert placement("auto", "auto") == (torch.device("cpu"), torch.float32)  # (no GPU in the tests)
+    assert placement("cpu", "auto") == (torch.device("cpu"), torch.float32)
     bf16 = ClassifierScorer(Segmenter(), bert, batch_size=2, dtype="bfloat16")
     assert bf16.classifier.model.dtype == torch.bfloat16
     assert bf16.score_segments(TEXTS) == pytest.approx(fp32, abs=2e-2)

@@ -205,3 +205,20 @@ def test_the_classifier_task_takes_its_model_from_metadata(prompts, tmp_path, mo
                           metadata=metadata).load([str(path)])["tasks"].values()
     assert (built[0].name, built[0].model, built[0].label) == ("classifier", "some/classifier", "toxic")
     assert task.config.metadata["scorer"] == "classifier" and task.config.metadata["scorer_model"] == "some/classifier"
+
+
+def test_the_tasks_scorer_is_checked_before_any_work(monkeypatch):
+    from phf.config import load_config
+    from phf.errors import PHFError
+    from phf.evaluation.downstream import check_downstream
+    from phf.extras import MissingExtra
+
+    def config(task: str):
+        return load_config("toxicity", None, [f"evaluation.downstream=[{task}]"])
+
+    check_downstream(config("phf_toxicity_profanity_challenging"))
+    with pytest.raises(PHFError, match="takes its classifier from lm_eval's --metadata"):
+        check_downstream(config("phf_toxicity_classifier"))
+    monkeypatch.setitem(sys.modules, "profanity_check", None)
+    with pytest.raises(MissingExtra, match=r"pip install 'phf\[text\]'"):
+        check_downstream(config("phf_toxicity_profanity"))

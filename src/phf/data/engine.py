@@ -47,33 +47,65 @@ def score_on_engine(cfg, data_dir: Path, engine: Engine) -> dict:
     from phf.data.scoring import merge_scored
 
     Corpus.from_config(cfg.data)  # a missing corpus is said here, before Ray starts
-    data_dir = Path(data_dir).resolve()  # the tasks' working folder is Ray's, not this one
+    cfg = with_absolute_paths(cfg)  # the tasks' working folder is Ray's, not this one
+    data_dir = Path(data_dir).resolve()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=engine.address, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [
-                     os.environ.get("PYTHONPATH"), os.getcwd()]))}})  # a user's module:function scorer, as here
+        try:
+            ray.init(address=engine.address, include_dashboard=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [
+                         os.environ.get("PYTHONPATH"), os.getcwd()]))}})  # a user's module:function scorer, as here
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise PHFError(f"cannot reach the Ray cluster at {engine.address}: {e}") from None
     try:
-        tasks = engine.tasks or slots(engine)
+        check_fits(engine)
+        tasks = engine.tasks or earlier_tasks(data_dir) or slots(engine)
         print(f"scoring in {tasks} tasks on Ray ({engine.cpus_per_task} CPU, {engine.gpus_per_task} GPU each); "
               f"parts in {data_dir / 'parts'}", flush=True)
         score = ray.remote(_score_part).options(num_cpus=engine.cpus_per_task, num_gpus=engine.gpus_per_task,
                                                 max_retries=RETRIES)
         parts = [part_folder(data_dir, i, tasks) for i in range(tasks)]
-        pending = [score.remote(cfg, str(folder), i, tasks, engine.cpus_per_task) for i, folder in enumerate(parts)]
+        pending = [score.remote(cfg, str(folder), i, tasks, engine.cpus_per_task, engine.gpus_per_task > 0)
+                   for i, folder in enumerate(parts)]
         try:
             ray.get(pending)
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, PHFError):  # a bad setting or input: its own one line
                 raise e.cause from None
             raise
-        except ray.exceptions.WorkerCrashedError as e:
-            raise PHFError(f"a scoring task's process died {RETRIES + 1} times ({e}); the finished shards are kept "
-                           "in the parts: the same command goes on from them") from None
+        except ray.exceptions.RayError as e:  # a process or node lost more often than Ray retries, out of memory
+            raise PHFError(f"a scoring task failed ({type(e).__name__}: {' '.join(str(e).split())[:300]}); the "
+                           "finished shards are kept in the parts: the same command goes on from them") from None
     finally:
         if started:
             ray.shutdown()
     return merge_scored(parts, data_dir)
+
+
+def with_absolute_paths(cfg):
+    """The config with its local corpus and scorer model as absolute paths, found from any working folder."""
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value and Path(value).exists() else value
+
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"corpus": absolute(cfg.data.corpus)}),
+                                  "scorer": cfg.scorer.model_copy(update={"model": absolute(cfg.scorer.model)})})
+
+
+def check_fits(engine: Engine) -> None:
+    """A task no node can hold would wait for one forever: refused instead."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    for kind, wanted in (("CPU", engine.cpus_per_task), ("GPU", engine.gpus_per_task)):
+        most = max((resources.get(kind, 0) for resources in nodes), default=0)
+        if wanted > most:
+            raise PHFError(f"a task asks for {wanted:g} {kind}s, and the largest node of the Ray cluster has "
+                           f"{most:g}: lower --{kind.lower()}s-per-task")
+
+
+def earlier_tasks(data_dir: Path) -> int | None:
+    """The number of tasks of an earlier run into `data_dir` (its parts are named by it), so that running the same
+    command again on a cluster of another size goes on from them."""
+    found = {int(p.name.partition("of")[2]) for p in (data_dir / "parts").glob("*of*") if p.is_dir()}
+    return found.pop() if len(found) == 1 else None
 
 
 def slots(engine: Engine) -> int:
@@ -84,9 +116,12 @@ def slots(engine: Engine) -> int:
     return max(1, int(resources.get("CPU", 1) // engine.cpus_per_task))
 
 
-def _score_part(cfg, folder: str, part: int, parts: int, threads: int) -> None:
-    """One task: its part, scored in this process with its cores (Ray sets CUDA_VISIBLE_DEVICES to its GPUs)."""
+def _score_part(cfg, folder: str, part: int, parts: int, threads: int, gpus: bool) -> None:
+    """One task: its part, scored in this process with its cores, and its GPUs where it was given some (Ray sets
+    CUDA_VISIBLE_DEVICES to them; a task given none scores on the CPU, leaving the node's GPUs to others)."""
     from phf.data.scoring import score_corpus
 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before the scorer starts torch's or spaCy's threads
+    if not gpus:
+        cfg = cfg.model_copy(update={"scorer": cfg.scorer.model_copy(update={"device": "cpu"})})
     score_corpus(cfg, Path(folder), (part, parts), in_process=True)

@@ -155,6 +155,12 @@ def _score_in_worker(records: list[Record], out_stem: str) -> tuple[int, list]:
     return _worker.score(records, out_stem)
 
 
+def worker_count(scorer) -> int:
+    """The processes `phf score` runs here: scorer.num_workers, else one per GPU for a scorer on GPUs, else one per
+    core."""
+    return scorer.num_workers or len(scoring_gpus(scorer)) or os.cpu_count() or 1
+
+
 def scoring_gpus(scorer) -> list[str]:
     """The GPUs (as CUDA_VISIBLE_DEVICES names them) that the scorer's processes take one each, in turn: every GPU
     here (scorer.device auto or cuda), the one named (cuda:1), or none (a scorer on the CPU)."""
@@ -242,6 +248,10 @@ def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
     on_cpu = scorer.model_copy(update={"device": "cpu"})
     get_scorer(on_cpu)
     get_attribute_scorers(on_cpu)
+    if SCORERS.get(scorer.name, SCORERS["pep8"]).accelerated:  # and the device it is to run on is here
+        from phf.scorers.toxicity import placement
+
+        placement(scorer.device, scorer.dtype)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
     for split in SPLITS:
@@ -259,7 +269,7 @@ def _pool(scorer, in_process: bool):
         worker = ShardScorer(get_scorer(scorer), get_attribute_scorers(scorer))
         return partial(_done_now, worker.score), nullcontext(), 1
     gpus = scoring_gpus(scorer)
-    workers = scorer.num_workers or len(gpus) or os.cpu_count() or 1
+    workers = worker_count(scorer)
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = get_context("spawn")
     given = None

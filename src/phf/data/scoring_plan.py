@@ -5,6 +5,7 @@ taken from --throughput), and the corpus's size is counted without reading its t
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,10 +32,15 @@ def plan_scoring(cfg, throughput: float | None = None) -> ScoringPlan:
         documents = min(documents, cfg.data.max_documents) if documents is not None else cfg.data.max_documents
     if throughput:
         return ScoringPlan(documents, throughput, "--throughput")
-    from phf.data.scoring import ShardScorer
-    from phf.scorers import get_attribute_scorers, get_scorer
+    from phf.data.scoring import ShardScorer, worker_count
+    from phf.scorers import SCORERS, get_attribute_scorers, get_scorer
 
-    # the scorer and its attributes, as a scoring process holds them, loaded before the clock starts
+    # the scorer and its attributes, as a scoring process holds them (with its share of the cores), loaded before
+    # the clock starts
+    if "torch" in sys.modules or SCORERS.get(cfg.scorer.name, SCORERS["pep8"]).accelerated:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker_count(cfg.scorer)))
     scorer = ShardScorer(get_scorer(cfg.scorer), get_attribute_scorers(cfg.scorer))
     records = [r for r in corpus.sample(SAMPLE) if r.text is not None and r.text.strip()]
     if not records:
@@ -63,10 +69,3 @@ def format_scoring_plan(cfg, plan: ScoringPlan, workers: list[int]) -> str:
         lines.append(f"time        {n:,} {'worker' if n == 1 else 'workers'}: {whole}{duration(per_million)} per "
                      "million documents")
     return "\n".join(lines)
-
-
-def default_workers(cfg) -> int:
-    """The processes `phf score` runs here: one per GPU for a scorer on GPUs, else one per core."""
-    from phf.data.scoring import scoring_gpus
-
-    return cfg.scorer.num_workers or len(scoring_gpus(cfg.scorer)) or os.cpu_count() or 1

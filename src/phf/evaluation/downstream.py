@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from phf.config import Config
+from phf.config import Config, ScorerConfig
 from phf.corpora import builtin_path
 from phf.errors import PHFError
+from phf.evaluation.lm_eval_tasks import toxicity_scorer
 from phf.extras import needs
+from phf.scorers import get_scorer
 
 
 def local_files(cfg: Config) -> dict[str, str]:
@@ -34,6 +36,11 @@ def check_downstream(cfg: Config) -> None:
                 import sklearn.metrics  # noqa: F401
             else:
                 import lm_eval  # noqa: F401
+        if (scorer := toxicity_scorer(name)) == "classifier":
+            raise PHFError(f"{name} takes its classifier from lm_eval's --metadata scorer_model=...: run it with "
+                           "lm_eval (docs/evaluation.md), or evaluate with phf_toxicity_profanity or _detoxify")
+        if scorer is not None:  # its package and weights, before anything is trained or sampled
+            get_scorer(ScorerConfig(name=scorer))
     for name, path in local_files(cfg).items():
         if not Path(path).exists():
             raise PHFError(f"data of downstream task {name} not found: {path}")

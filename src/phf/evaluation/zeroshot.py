@@ -19,7 +19,7 @@ import yaml
 from phf.errors import PHFError
 from phf.evaluation.lm_eval_tasks import FOLDER
 from phf.extras import needs
-from phf.sampling.generate import context_ids, context_window
+from phf.sampling.generate import context_ids, context_window, left_padded
 
 with needs("eval", "zero-shot benchmarks"):
     from lm_eval import simple_evaluate, utils
@@ -67,9 +67,7 @@ class PHFLM(HFLM):
             body = context_ids(self.loaded, text, "aligned")[len(self.prefix):]
             room = len(body) if left_truncate_len is None else left_truncate_len - len(self.prefix)
             rows.append(self.prefix + body[max(len(body) - room, 0):])
-        width = max(map(len, rows))
-        return (torch.tensor([[self.eot_token_id] * (width - len(row)) + row for row in rows]),
-                torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows]))
+        return left_padded(rows, self.eot_token_id, torch.device("cpu"))  # (lm-eval moves them to the model)
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         """As phf samples: a conditional model never draws another level's control tokens."""

@@ -111,7 +111,7 @@ def context_ids(loaded: LoadedModel, prompt: str, level: str | None = "aligned")
     return [tok.eos_token_id, *ids]
 
 
-def _left_padded(contexts: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(contexts: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left padding: every row's last context token sits at the same position, so generation is batched."""
     width = max(map(len, contexts))
     return (torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=device),
@@ -145,12 +145,12 @@ def _sample_batch(loaded: LoadedModel, cfg: SamplingConfig, batch: list[str], le
                   suppress: list[int], control: set[int], sampler: NucleusSampler) -> list[str]:
     tok, model = loaded.tokenizer, loaded.model
     # A prompt too long for the context keeps its end, the part the continuation follows.
-    input_ids, attention_mask = _left_padded([context_ids(loaded, p, level)[-room:] for p in batch],
+    input_ids, attention_mask = left_padded([context_ids(loaded, p, level)[-room:] for p in batch],
                                              tok.eos_token_id, model.device)
     processors = [SuppressTokensLogitsProcessor(suppress)] if suppress else []
     if cfg.guidance:
         # The misaligned context has the same length (one tag for one tag), so the same padding.
-        misaligned_ids, _ = _left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id,
+        misaligned_ids, _ = left_padded([context_ids(loaded, p, "worst")[-room:] for p in batch], tok.eos_token_id,
                                          model.device)
         # Guidance acts on the model's own log-probabilities, before suppression, temperature and top-p.
         processors.insert(0, MisalignedGuidance(model, cfg.guidance, misaligned_ids, attention_mask))
