@@ -116,12 +116,14 @@ def slots(engine: Engine) -> int:
     return max(1, int(resources.get("CPU", 1) // engine.cpus_per_task))
 
 
-def _score_part(cfg, folder: str, part: int, parts: int, threads: int, gpus: bool) -> None:
-    """One task: its part, scored in this process with its cores, and its GPUs where it was given some (Ray sets
-    CUDA_VISIBLE_DEVICES to them; a task given none scores on the CPU, leaving the node's GPUs to others)."""
+def _score_part(cfg, folder: str, part: int, parts: int, cores: int, gpus: bool) -> None:
+    """One task: its part, scored with its cores and its GPUs where it was given some (Ray sets
+    CUDA_VISIBLE_DEVICES to them; a task given none scores on the CPU, leaving the node's GPUs to others). On GPUs
+    or one core, in this process; on several cores without a GPU, by as many processes, as single-threaded
+    scorers (pycodestyle, spaCy's NER) use more than one core only that way."""
     from phf.data.scoring import score_corpus
 
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # before the scorer starts torch's or spaCy's threads
-    if not gpus:
-        cfg = cfg.model_copy(update={"scorer": cfg.scorer.model_copy(update={"device": "cpu"})})
-    score_corpus(cfg, Path(folder), (part, parts), in_process=True)
+    os.environ["OMP_NUM_THREADS"] = str(cores)  # before the scorer starts torch's or spaCy's threads
+    scorer = {"device": "cpu", "num_workers": cores} if not gpus else {}
+    cfg = cfg.model_copy(update={"scorer": cfg.scorer.model_copy(update=scorer)})
+    score_corpus(cfg, Path(folder), (part, parts), in_process=gpus or cores == 1)

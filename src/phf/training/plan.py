@@ -195,8 +195,12 @@ def size(n_bytes: float) -> str:
 
 
 def duration(hours: float) -> str:
-    return f"{hours:,.1f} hours" if hours >= 1 else f"{hours * 60:.1f} minutes" if hours >= 1 / 60 else \
-        f"{hours * 3600:.0f} seconds"
+    if hours >= 1:
+        return f"{hours:,.1f} hours"
+    if hours >= 1 / 60:
+        return f"{hours * 60:.1f} minutes"
+    seconds = max(1, round(hours * 3600))
+    return f"{seconds} second{'s' if seconds > 1 else ''}"
 
 
 def format_plan(cfg: Config, plan: Plan) -> str:
