@@ -134,3 +134,12 @@ def test_an_error_in_a_task_is_the_commands_one_line_error(tmp_path):
     error = error_of(["score", "--executor", "ray", "--tasks", "1", "--data", str(tmp_path / "d"),
                       f"data.corpus={tmp_path / 'corpus.jsonl'}", "scorer.name=no_such_module:score"])
     assert error.startswith("phf score: error: ") and "no_such_module" in error and "\n" not in error
+
+
+def test_a_task_of_two_cores_scores_what_one_process_scores(tmp_path, corpus_dir):
+    """(Its two scoring processes are the pool's, in the task.)"""
+    settings = [f"data.corpus={corpus_dir}", "scorer.shard_size=4", "data.heldout_fraction=0.25"]
+    main(["score", "--data", str(tmp_path / "one"), "scorer.num_workers=1", *settings])
+    main(["score", "--executor", "ray", "--tasks", "1", "--cpus-per-task", "2", "--data", str(tmp_path / "ray"),
+          *settings])
+    assert scored(tmp_path / "ray") == scored(tmp_path / "one")
