@@ -304,7 +304,7 @@ class Corpus:
         return sorted(found)
 
     def count(self) -> int | None:
-        """Documents in the corpus, without reading their texts: a Parquet file's row count, a JSONL file's
+        """Documents in the corpus, without parsing them: a Parquet file's row count, a JSONL file's
         non-blank lines, a CSV file's lines less its header (more than its rows where a field spans lines), a JSON
         file's records, one per other file; a hub dataset's count from its card (None where the card gives none)."""
         if self.is_hub:

@@ -1,6 +1,6 @@
 """`phf score --dry-run`: what scoring the corpus will cost, before any of it is written. The scorer's rate is
 measured here on documents from across the corpus (`Corpus.sample`), in one process on this machine's device (or
-taken from --throughput), and the corpus's size is counted without reading its texts (`Corpus.count`)."""
+taken from --throughput), and the corpus's size is counted without parsing it (`Corpus.count`)."""
 
 from __future__ import annotations
 
