@@ -84,8 +84,10 @@ def score_on_engine(cfg, data_dir: Path, engine: Engine) -> dict:
 
 def with_absolute_paths(cfg):
     """The config with its local corpus and scorer model as absolute paths, found from any working folder."""
-    def absolute(value: str | None) -> str | None:
-        return str(Path(value).resolve()) if value and Path(value).exists() else value
+    from phf.data.corpus import EMBEDDED
+
+    def absolute(value: str | None) -> str | None:  # ("stdlib" names the embedded corpus, whatever folder is here)
+        return str(Path(value).resolve()) if value and value != EMBEDDED and Path(value).exists() else value
 
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"corpus": absolute(cfg.data.corpus)}),
                                   "scorer": cfg.scorer.model_copy(update={"model": absolute(cfg.scorer.model)})})
