@@ -35,7 +35,7 @@ from phf.data.scored import ATTRIBUTE_SCHEMA, ATTRIBUTE_SCORES, SCHEMA, scoring_
 from phf.errors import PHFError
 from phf.files import output_folder, owned, write_atomic
 from phf.processes import exit_with_parent
-from phf.scorers import SCORERS, Scorer, ScorerFailed, UnscorableDocument, get_attribute_scorers, get_scorer
+from phf.scorers import Scorer, ScorerFailed, UnscorableDocument, accelerated, get_attribute_scorers, get_scorer
 
 
 class EmptySplit(CorpusError):
@@ -164,8 +164,7 @@ def worker_count(scorer) -> int:
 def scoring_gpus(scorer) -> list[str]:
     """The GPUs (as CUDA_VISIBLE_DEVICES names them) that the scorer's processes take one each, in turn: every GPU
     here (scorer.device auto or cuda), the one named (cuda:1), or none (a scorer on the CPU)."""
-    spec = SCORERS.get(scorer.name)
-    if not (spec and spec.accelerated and (scorer.device == "auto" or scorer.device.startswith("cuda"))):
+    if not (accelerated(scorer) and (scorer.device == "auto" or scorer.device.startswith("cuda"))):
         return []
     import torch
 
@@ -243,31 +242,33 @@ def _score_corpus(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int]
         elif _finished_shards(out):  # (a run that failed before finishing a shard left nothing to protect)
             raise PHFError(f"{out} holds a scoring run of another corpus or with other settings ({info_path}); "
                            "use another data folder or delete it")
-    # A scorer that cannot load fails here, with its own message, not in a worker (loaded on the CPU: the GPUs are
-    # the workers').
-    on_cpu = scorer.model_copy(update={"device": "cpu"})
-    get_scorer(on_cpu)
-    get_attribute_scorers(on_cpu)
-    if SCORERS.get(scorer.name, SCORERS["pep8"]).accelerated:  # and the device it is to run on is here
-        from phf.scorers.toxicity import placement
+    # A scorer that cannot load fails here, with its own message, not in a worker. Scoring in this process, it is
+    # the one that scores; for workers, it is loaded on the CPU (the GPUs are theirs) and their device checked.
+    here = ShardScorer(get_scorer(scorer), get_attribute_scorers(scorer)) if in_process else None
+    if not in_process:
+        on_cpu = scorer.model_copy(update={"device": "cpu"})
+        get_scorer(on_cpu)
+        get_attribute_scorers(on_cpu)
+        if accelerated(scorer):
+            from phf.scorers.toxicity import placement
 
-        placement(scorer.device, scorer.dtype)
+            placement(scorer.device, scorer.dtype)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
     for split in SPLITS:
         (out / split).mkdir(exist_ok=True)
     try:
-        return _score_shards(corpus, data, scorer, out, part, in_process)
+        return _score_shards(corpus, data, scorer, out, part, here)
     except EmptySplit as e:  # these settings can never give a usable folder: say so, so that a retry may change them
         write_atomic(failed, json.dumps({"error": str(e)}))
         raise
 
 
-def _pool(scorer, in_process: bool):
-    """(submit(records, stem) -> Future, the pool to close, its size): a process per core or GPU, or this process."""
-    if in_process:
-        worker = ShardScorer(get_scorer(scorer), get_attribute_scorers(scorer))
-        return partial(_done_now, worker.score), nullcontext(), 1
+def _pool(scorer, here: ShardScorer | None):
+    """(submit(records, stem) -> Future, the pool to close, its size): a process per core or GPU, or this process
+    with `here`."""
+    if here is not None:
+        return partial(_done_now, here.score), nullcontext(), 1
     gpus = scoring_gpus(scorer)
     workers = worker_count(scorer)
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -288,9 +289,9 @@ def _done_now(score, records: list[Record], stem: str) -> Future:
     return done
 
 
-def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int], in_process: bool) -> dict:
+def _score_shards(corpus: Corpus, data, scorer, out: Path, part: tuple[int, int], here: ShardScorer | None) -> dict:
     index, parts = part
-    submit, pool, workers = _pool(scorer, in_process)
+    submit, pool, workers = _pool(scorer, here)
     pending = deque()
     with tqdm(desc=f"scoring ({scorer.name}, {workers} processes)", unit="doc", dynamic_ncols=True) as bar:
         def collect(future):

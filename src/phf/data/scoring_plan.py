@@ -33,11 +33,11 @@ def plan_scoring(cfg, throughput: float | None = None) -> ScoringPlan:
     if throughput:
         return ScoringPlan(documents, throughput, "--throughput")
     from phf.data.scoring import ShardScorer, worker_count
-    from phf.scorers import SCORERS, get_attribute_scorers, get_scorer
+    from phf.scorers import accelerated, get_attribute_scorers, get_scorer
 
     # the scorer and its attributes, as a scoring process holds them (with its share of the cores), loaded before
     # the clock starts
-    if "torch" in sys.modules or SCORERS.get(cfg.scorer.name, SCORERS["pep8"]).accelerated:
+    if "torch" in sys.modules or accelerated(cfg.scorer):
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker_count(cfg.scorer)))

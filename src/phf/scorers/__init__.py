@@ -85,6 +85,12 @@ def segmenter_of(settings) -> Segmenter:
     return Segmenter((spec and spec.segments) or settings.segmenter, settings.batch_size)
 
 
+def accelerated(settings) -> bool:
+    """Whether a `ScorerConfig`'s scorer runs where scorer.device says (a GPU), not on the CPU alone."""
+    spec = SCORERS.get(settings.name)
+    return bool(spec and spec.accelerated)
+
+
 def score_meaning(name: str | None) -> str:
     """What a score of scorer `name` means (a user's module:function scorer: its own scale)."""
     spec = SCORERS.get(name or "pep8")
@@ -109,4 +115,5 @@ def get_attribute_scorers(settings) -> dict[str, Scorer]:
 
 
 __all__ = ["SCORERS", "ScoredDocument", "Scorer", "ScorerFailed", "ScorerSpec", "ScorerUnavailable", "SegmentScorer",
-           "Segmenter", "UnscorableDocument", "get_attribute_scorers", "get_scorer", "score_meaning", "segmenter_of"]
+           "Segmenter", "UnscorableDocument", "accelerated", "get_attribute_scorers", "get_scorer", "score_meaning",
+           "segmenter_of"]
